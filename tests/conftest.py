@@ -1,0 +1,20 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_reference_dir() -> Path | None:
+    """`../shared/reference` beside the checkout (present on development machines and in CI only)."""
+    candidate = Path(os.environ.get("FMCA_SHARED_DIR", REPO_ROOT.parent / "shared")) / "reference"
+    return candidate if (candidate / "fmca_depth1_checkpoint.pth").is_file() else None
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    found = shared_reference_dir()
+    if found is None:
+        pytest.skip("the published-model reference data (../shared/reference) is not beside this checkout")
+    return found

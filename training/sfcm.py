@@ -1,0 +1,57 @@
+"""SFCM: bidirectional cross attention between patch tokens and frequency tokens (keys `cross_attention.*`)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import FMCAConfig
+
+
+def sfcm_attention_reference(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor,
+                             qf: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor,
+                             scale: float | None = None, dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both attention directions on B x heads x N x D tensors: (softmax(qp kf^T s) vf, softmax(qf kp^T s) vp)."""
+    scale = 1.0 / math.sqrt(qp.shape[-1]) if scale is None else scale
+    patch_to_freq = F.scaled_dot_product_attention(qp, kf, vf, dropout_p=dropout_p, scale=scale)
+    freq_to_patch = F.scaled_dot_product_attention(qf, kp, vp, dropout_p=dropout_p, scale=scale)
+    return patch_to_freq, freq_to_patch
+
+
+class SFCM(nn.Module):
+    def __init__(self, config: FMCAConfig, attention_dropout: float = 0.1):
+        super().__init__()
+        dim = config.embed_dim
+        self.num_heads = config.sfcm_heads
+        self.attention_dropout = attention_dropout
+        for name in ("patch_q_proj", "freq_k_proj", "freq_v_proj", "freq_q_proj", "patch_k_proj", "patch_v_proj"):
+            setattr(self, name, nn.Linear(dim, dim, bias=False))
+        self.patch_out_proj = nn.Linear(dim, dim)
+        self.freq_out_proj = nn.Linear(dim, dim)
+        self.gamma_patch = nn.Parameter(torch.tensor(0.0))
+        self.gamma_freq = nn.Parameter(torch.tensor(0.0))
+        self.patch_norm = nn.LayerNorm(dim)
+        self.freq_norm = nn.LayerNorm(dim)
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        return x.reshape(batch, tokens, self.num_heads, dim // self.num_heads).transpose(1, 2)
+
+    @staticmethod
+    def _merge_heads(x: torch.Tensor) -> torch.Tensor:
+        return x.transpose(1, 2).flatten(2)
+
+    def forward(self, patches: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        heads = [self._split_heads(proj(tokens)) for proj, tokens in (
+            (self.patch_q_proj, patches), (self.freq_k_proj, freqs), (self.freq_v_proj, freqs),
+            (self.freq_q_proj, freqs), (self.patch_k_proj, patches), (self.patch_v_proj, patches))]
+        dropout_p = self.attention_dropout if self.training else 0.0
+        patch_attended, freq_attended = sfcm_attention_reference(*heads, dropout_p=dropout_p)
+        patch_attended = self.patch_out_proj(self._merge_heads(patch_attended))
+        freq_attended = self.freq_out_proj(self._merge_heads(freq_attended))
+        patches = self.patch_norm(patches + torch.sigmoid(self.gamma_patch) * patch_attended)
+        freqs = self.freq_norm(freqs + torch.sigmoid(self.gamma_freq) * freq_attended)
+        return patches, freqs
