@@ -35,6 +35,9 @@ class FMCAConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     class_names: tuple[str, ...] = field(default=("real", "fake"))
+    # How face crops are resized to image_size (a name in fmca_rt.preprocess). The published script used
+    # torchvision's Resize on PIL images: antialiased bilinear on uint8.
+    preprocessing: str = "pil-bilinear"
 
     def __post_init__(self) -> None:
         problems = []
