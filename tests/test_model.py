@@ -94,3 +94,31 @@ def test_invalid_config_and_unknown_preset_are_one_clear_error():
 def test_config_round_trips_through_a_dict():
     config = PRESETS["s14"].replace(frequency_gate=True)
     assert FMCAConfig.from_dict(config.to_dict()) == config
+
+
+def test_op_implementation_scope_routes_the_model_and_restores_the_reference():
+    from training import ops
+
+    calls = []
+
+    def counting_dwt(x, mean, std):
+        calls.append("dwt")
+        return haar_dwt_reference(x, mean, std)
+
+    def counting_attention(*args):
+        calls.append("attention")
+        return ops.sfcm_attention_reference(*args)
+
+    ops.register_implementation("counting", ops.Implementation(counting_dwt, counting_attention))
+    model = FMCANet.from_preset("tiny").eval()
+    x = torch.randn(1, 3, 224, 224)
+    with torch.inference_mode():
+        expected = model(x)
+        with ops.implementation("counting"):
+            routed = model(x)
+        model(x)
+    assert calls == ["dwt", "attention"]
+    torch.testing.assert_close(routed, expected, rtol=0, atol=0)
+    with pytest.raises(ConfigError, match="Unknown op implementation 'nope'"):
+        with ops.implementation("nope"):
+            pass

@@ -45,11 +45,13 @@ class SFCM(nn.Module):
         return x.transpose(1, 2).flatten(2)
 
     def forward(self, patches: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from . import ops  # ops imports this module
+
         heads = [self._split_heads(proj(tokens)) for proj, tokens in (
             (self.patch_q_proj, patches), (self.freq_k_proj, freqs), (self.freq_v_proj, freqs),
             (self.freq_q_proj, freqs), (self.patch_k_proj, patches), (self.patch_v_proj, patches))]
         dropout_p = self.attention_dropout if self.training else 0.0
-        patch_attended, freq_attended = sfcm_attention_reference(*heads, dropout_p=dropout_p)
+        patch_attended, freq_attended = ops.sfcm_attention(*heads, dropout_p=dropout_p)
         patch_attended = self.patch_out_proj(self._merge_heads(patch_attended))
         freq_attended = self.freq_out_proj(self._merge_heads(freq_attended))
         patches = self.patch_norm(patches + torch.sigmoid(self.gamma_patch) * patch_attended)
