@@ -3,7 +3,10 @@
     FMCAError
      +-- CheckpointError      a checkpoint file is missing, unreadable, or not an FMCA-Net checkpoint
      +-- ConfigError          an unknown preset or an inconsistent model configuration
+     +-- DataError            a dataset folder is missing, empty, or lacks a class (training, evaluation)
      +-- DependencyError      an optional library (torch, onnxruntime, tensorrt, ...) is not installed
+     +-- DeviceError          no usable NVIDIA GPU (or CUDA driver) for a GPU-only feature
+     +-- EngineError          a TensorRT engine cannot be built, loaded, or does not fit this machine
 """
 
 
@@ -19,5 +22,17 @@ class ConfigError(FMCAError):
     """A model configuration or preset name is invalid."""
 
 
+class DataError(FMCAError):
+    """A dataset folder is missing, holds no usable images, or lacks one of the classes."""
+
+
 class DependencyError(FMCAError, ImportError):
     """An optional dependency needed for the requested feature is missing."""
+
+
+class DeviceError(FMCAError):
+    """A GPU-only feature was asked for where no usable NVIDIA GPU or CUDA driver is present."""
+
+
+class EngineError(FMCAError):
+    """A TensorRT engine cannot be built or loaded, or was built for another TensorRT version or GPU."""
