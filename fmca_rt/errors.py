@@ -7,6 +7,7 @@
      +-- DependencyError      an optional library (torch, onnxruntime, tensorrt, ...) is not installed
      +-- DeviceError          no usable NVIDIA GPU (or CUDA driver) for a GPU-only feature
      +-- EngineError          a TensorRT engine cannot be built, loaded, or does not fit this machine
+     +-- ExportError          an ONNX export, its parity check or its quantization failed
 """
 
 
@@ -36,3 +37,7 @@ class DeviceError(FMCAError):
 
 class EngineError(FMCAError):
     """A TensorRT engine cannot be built or loaded, or was built for another TensorRT version or GPU."""
+
+
+class ExportError(FMCAError):
+    """An ONNX export cannot be written, does not match PyTorch, or cannot be quantized."""
