@@ -1,0 +1,54 @@
+"""ONNX Runtime backend: CUDA when onnxruntime-gpu offers it, else the CPU. Model facts come from the
+file's fmca-rt metadata (written by `python -m export.onnx`)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import DependencyError
+from ..metadata import ModelMetadata
+from .base import Backend, BackendError
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def activate_impl(self) -> ModelMetadata:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DependencyError("The onnxruntime backend needs ONNX Runtime, but 'onnxruntime' is not installed: "
+                                  "pip install onnxruntime (or onnxruntime-gpu for CUDA).") from None
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), options, providers=self._providers(ort))
+        except Exception as error:  # ONNX Runtime raises its own pybind exception types, not importable by name
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise BackendError(f"ONNX Runtime cannot load {self.model_path}: {reason}") from None
+        props = self._session.get_modelmeta().custom_metadata_map
+        metadata = ModelMetadata.from_onnx_props(props, source=str(self.model_path))
+        batch = self._session.get_inputs()[0].shape[0]
+        if isinstance(batch, int) and batch > 0:
+            self.batch_limits = (batch, batch)
+        return metadata
+
+    def _providers(self, ort) -> list:
+        available = ort.get_available_providers()
+        wants_cuda = self.device is None or self.device.startswith("cuda")
+        if wants_cuda and "CUDAExecutionProvider" in available:
+            device_id = int(self.device.split(":")[1]) if self.device and ":" in self.device else 0
+            return [("CUDAExecutionProvider", {"device_id": device_id}), "CPUExecutionProvider"]
+        if self.device and self.device.startswith("cuda"):
+            raise BackendError("device='cuda' was asked for, but this ONNX Runtime has no CUDA provider: "
+                               "pip install onnxruntime-gpu.")
+        return ["CPUExecutionProvider"]
+
+    def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
+        return self._session.run([self.metadata.output_name], {self.metadata.input_name: pixels})[0]
+
+    def deactivate_impl(self) -> None:
+        del self._session
+
+    def describe_impl(self) -> str:
+        return self._session.get_providers()[0] if self.is_active else (self.device or "auto")
