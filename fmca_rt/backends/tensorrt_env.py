@@ -92,6 +92,15 @@ def current_gpu(device: int = 0) -> GpuInfo:
     return GpuInfo(gpu.name(), tuple(gpu.compute_capability()))
 
 
+def cuda_driver_version() -> int | None:
+    """cuDriverGetVersion (12060 for CUDA 12.6) through pycuda; None where pycuda is absent."""
+    try:
+        import pycuda.driver as cuda
+    except ImportError:
+        return None
+    return int(cuda.get_driver_version())
+
+
 def _gpu_from_torch(device: int) -> GpuInfo:
     try:
         import torch
