@@ -1,0 +1,63 @@
+"""Grad-CAM on the ViT patch tokens: its gradient against finite differences, and no side effects on the model."""
+
+import numpy as np
+import pytest
+import torch
+
+from fmca_rt.gradcam import explain_gradcam, gradcam_scores
+from training import FMCANet
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    net = FMCANet.from_preset("tiny", image_size=56, embed_dim=24, mlp_hidden_dim=48).double().eval()
+    for parameter in net.parameters():  # a random head has near-zero weights; make the margin depend on tokens
+        parameter.data.add_(0.05 * torch.randn_like(parameter))
+    return net
+
+
+def margin_with_tokens_shifted(model, pixels, shift):
+    def add_shift(module, inputs, output):
+        return output[0], output[1] + shift
+    handle = model.vit.register_forward_hook(add_shift)
+    try:
+        with torch.no_grad():
+            logits = model(torch.from_numpy(pixels[None]))
+    finally:
+        handle.remove()
+    return float(logits[0, 1] - logits[0, 0])
+
+
+def test_map_is_relu_of_tokens_weighted_by_the_finite_difference_gradient(model):
+    rng = np.random.default_rng(0)
+    pixels = rng.normal(size=(3, 56, 56))
+    with torch.no_grad():
+        tokens = model.vit(torch.from_numpy(pixels[None]))[1][0]
+    num_tokens, channels = tokens.shape
+    # Channel weight w_c = mean over tokens of dy/dA[n, c] = (1/N) * directional derivative along "all tokens, channel c".
+    step = 1e-5
+    weights = torch.zeros(channels, dtype=torch.float64)
+    for channel in range(channels):
+        direction = torch.zeros_like(tokens)
+        direction[:, channel] = 1.0
+        up = margin_with_tokens_shifted(model, pixels, step * direction)
+        down = margin_with_tokens_shifted(model, pixels, -step * direction)
+        weights[channel] = (up - down) / (2 * step) / num_tokens
+    expected = torch.relu(tokens @ weights).numpy().reshape(4, 4)
+    scores, probability = gradcam_scores(model, pixels)
+    assert expected.max() > 0
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-7 * np.abs(expected).max())
+    with torch.no_grad():
+        assert probability == pytest.approx(torch.softmax(model(torch.from_numpy(pixels[None])), 1)[0, 1].item())
+
+
+def test_model_is_left_as_it_was(model):
+    model.train()
+    hooks_before = len(model.vit._forward_hooks)
+    explanation = explain_gradcam(model, np.zeros((3, 56, 56)))
+    assert model.training and len(model.vit._forward_hooks) == hooks_before
+    assert all(p.grad is None for p in model.parameters())
+    model.eval()
+    assert explanation.method == "gradcam" and explanation.forward_passes == 1
+    assert explanation.patch_scores.shape == (4, 4) and explanation.crop_rgb.shape == (56, 56, 3)
