@@ -61,7 +61,7 @@ class HaarFaceDetector:
     """OpenCV's frontal-face Haar cascade. Its score is neighbours / (neighbours + min_neighbors): how many
     overlapping detections support the box, 0.5 at the acceptance threshold."""
 
-    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.05):
+    def __init__(self, scale_factor: float = 1.1, min_neighbors: int = 5, min_size_fraction: float = 0.1):
         path = Path(cv2.data.haarcascades) / "haarcascade_frontalface_default.xml"
         self._cascade = cv2.CascadeClassifier(str(path))
         if self._cascade.empty():

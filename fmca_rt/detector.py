@@ -1,0 +1,137 @@
+"""`Detector`: images (paths, arrays, PIL images) in, per-face and per-image P(fake) out.
+
+    from fmca_rt import Detector
+
+    detector = Detector("fmca.onnx")             # .engine -> TensorRT, .onnx -> ONNX Runtime, .pth -> PyTorch
+    result = detector.predict("photo.jpg")
+    print(result.label, result.fake_prob)         # highest P(fake) over the faces; None without a face
+    cv2.imwrite("out.jpg", result.plot())
+
+Input size, normalization, class names and the resize method come from the model's metadata.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .backends import Backend, create_backend
+from .errors import FMCAError
+from .faces import Face, FaceDetector, crop_faces, make_face_detector
+from .images import load_image
+from .latency import LatencyStats
+from .preprocess import preprocess
+from .results import FaceResult, ImageResult
+
+
+class Detector:
+    """Face-forgery detection with any backend. `threshold` turns P(fake) into the "fake" label;
+    `batch_size` bounds how many face crops go to the backend at once."""
+
+    def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
+                 threshold: float = 0.5, batch_size: int = 8, device: str | None = None, crop_scale: float = 1.3):
+        if not 0.0 <= threshold <= 1.0:
+            raise FMCAError(f"threshold must be between 0 and 1, got {threshold}.")
+        if batch_size < 1:
+            raise FMCAError(f"batch_size must be at least 1, got {batch_size}.")
+        self.backend = model if isinstance(model, Backend) else create_backend(model, backend, device)
+        self.backend.activate()
+        self.metadata = self.backend.metadata
+        self.face_detector = make_face_detector(faces)
+        self.threshold = threshold
+        self.batch_size = batch_size
+        self.crop_scale = crop_scale
+        self.latency = LatencyStats()
+        self._fake_index = self._class_index("fake")
+
+    def _class_index(self, name: str) -> int:
+        names = list(self.metadata.class_names)
+        if name not in names:
+            raise FMCAError(f"The model's classes are {names}; fmca-rt needs one named {name!r}.")
+        return names.index(name)
+
+    # ---- the stages, usable on their own ----------------------------------------------------------------
+    def detect_faces(self, bgr: np.ndarray) -> list[Face]:
+        with self.latency.measure("detect"):
+            return self.face_detector.detect(bgr)
+
+    def classify_crops(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
+        """P(fake) for RGB uint8 face crops, in batches of batch_size."""
+        probs = []
+        for start in range(0, len(crops_rgb), self.batch_size):
+            chunk = crops_rgb[start:start + self.batch_size]
+            with self.latency.measure("preprocess", len(chunk)):
+                pixels = preprocess(chunk, self.metadata.image_size, self.metadata.mean, self.metadata.std,
+                                    self.metadata.preprocessing)
+            with self.latency.measure("infer", len(chunk)):
+                logits = self.backend.infer(pixels)
+            probs.append(softmax(logits)[:, self._fake_index])
+        return np.concatenate(probs) if probs else np.zeros(0, np.float32)
+
+    def label_for(self, fake_prob: float) -> str:
+        return "fake" if fake_prob >= self.threshold else "real"
+
+    # ---- images -------------------------------------------------------------------------------------------
+    def predict(self, image) -> ImageResult:
+        """One image (path, BGR array, PIL image) -> ImageResult. Bad input raises ImageError."""
+        with self.latency.measure("decode"):
+            bgr, name = load_image(image)
+        return self._predict_loaded([(bgr, name)])[0]
+
+    def predict_batch(self, images: Iterable) -> list[ImageResult]:
+        """Many images, their faces batched together for the backend. An image that cannot be read gives
+        a result with `error` set (label "error") instead of stopping the batch."""
+        loaded, results = [], []
+        for image in images:
+            try:
+                with self.latency.measure("decode"):
+                    loaded.append(load_image(image))
+                results.append(None)
+            except FMCAError as error:
+                results.append(ImageResult(source=_name_of(image), error=str(error)))
+        predicted = iter(self._predict_loaded(loaded))
+        return [next(predicted) if result is None else result for result in results]
+
+    def _predict_loaded(self, loaded: list[tuple[np.ndarray, str]]) -> list[ImageResult]:
+        faces_per_image = [self.detect_faces(bgr) for bgr, _ in loaded]
+        crops = [crop for (bgr, _), faces in zip(loaded, faces_per_image)
+                 for crop in crop_faces(bgr, faces, self.crop_scale)]
+        probs = iter(self.classify_crops(crops).tolist())
+        results = []
+        for (bgr, name), faces in zip(loaded, faces_per_image):
+            face_results = [FaceResult(face, p, self.label_for(p)) for face, p in zip(faces, probs)]
+            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, image=bgr))
+        return results
+
+    # ---- video --------------------------------------------------------------------------------------------
+    def stream(self, source, **options):
+        """Frames of a video file, camera or stream -> an iterator of FrameResult; see fmca_rt.video."""
+        from .video.pipeline import VideoPipeline
+
+        return VideoPipeline(self, source, **options)
+
+    # ---- lifetime -----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.backend.deactivate()
+
+    def __enter__(self) -> "Detector":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Detector({self.backend.model_path.name!r}, backend={self.backend.describe()!r}, "
+                f"image_size={self.metadata.image_size}, threshold={self.threshold})")
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _name_of(image) -> str:
+    return str(image) if isinstance(image, (str, Path)) else type(image).__name__

@@ -1,0 +1,108 @@
+"""What the Detector returns: per-face and per-image results, as objects, dicts, JSON and drawings.
+
+JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writes a list of them):
+
+    {"source": str, "width": int, "height": int,
+     "fake_prob": float | null,          # the highest over faces; null when no face was found
+     "label": "real" | "fake" | "no face" | "error",
+     "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
+                "track_id": int (video only)}],
+     "error": str | null}                # why the image could not be processed
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from .faces import Face
+
+NO_FACE = "no face"
+ERROR = "error"
+_COLORS = {"real": (60, 180, 60), "fake": (40, 40, 220)}  # BGR
+
+
+@dataclass
+class FaceResult:
+    face: Face
+    fake_prob: float
+    label: str
+    track_id: int | None = None
+
+    @property
+    def box(self) -> tuple[int, int, int, int]:
+        return self.face.box
+
+    @property
+    def score(self) -> float:
+        return self.face.score
+
+    def to_dict(self) -> dict:
+        values = {**self.face.to_dict(), "fake_prob": round(float(self.fake_prob), 6), "label": self.label}
+        if self.track_id is not None:
+            values["track_id"] = self.track_id
+        return values
+
+
+@dataclass
+class ImageResult:
+    source: str
+    width: int = 0
+    height: int = 0
+    faces: list[FaceResult] = field(default_factory=list)
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False)  # the BGR image, kept for plot()
+
+    @property
+    def fake_prob(self) -> float | None:
+        return max((f.fake_prob for f in self.faces), default=None)
+
+    @property
+    def label(self) -> str:
+        if self.error is not None:
+            return ERROR
+        if not self.faces:
+            return NO_FACE
+        return max(self.faces, key=lambda f: f.fake_prob).label
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        fake_prob = self.fake_prob
+        return {"source": self.source, "width": self.width, "height": self.height,
+                "fake_prob": None if fake_prob is None else round(float(fake_prob), 6), "label": self.label,
+                "faces": [f.to_dict() for f in self.faces], "error": self.error}
+
+    def to_json(self, **kwargs) -> str:
+        return json.dumps(self.to_dict(), **kwargs)
+
+    def plot(self, image: np.ndarray | None = None) -> np.ndarray:
+        """A copy of the image (BGR) with each face's box, label and P(fake) drawn on it."""
+        base = self.image if image is None else image
+        if base is None:
+            raise ValueError("This result keeps no image; pass the BGR image to plot(image).")
+        return draw_faces(base.copy(), self.faces)
+
+
+def draw_faces(canvas: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
+    """Draw boxes and 'label p' captions onto a BGR image in place; returns it."""
+    thickness = max(1, round(max(canvas.shape[:2]) / 400))
+    font_scale = max(0.4, max(canvas.shape[:2]) / 1200)
+    for face in faces:
+        x1, y1, x2, y2 = face.box
+        color = _COLORS.get(face.label, (200, 200, 200))
+        cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), color, thickness)
+        caption = f"{face.label} {face.fake_prob:.2f}"
+        if face.track_id is not None:
+            caption = f"#{face.track_id} {caption}"
+        (w, h), baseline = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
+        top = max(y1 - h - baseline - 2, 0)
+        cv2.rectangle(canvas, (x1, top), (x1 + w + 2, top + h + baseline + 2), color, -1)
+        cv2.putText(canvas, caption, (x1 + 1, top + h + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale,
+                    (255, 255, 255), thickness, cv2.LINE_AA)
+    return canvas

@@ -1,0 +1,1 @@
+"""Video files, image folders, cameras and streams through the Detector (see pipeline.py)."""
