@@ -1,6 +1,7 @@
 """The package's exceptions. Every failure a user can cause is one of these, with a one-sentence message.
 
     FMCAError
+     +-- BackendError         an inference backend cannot load its model or was given a wrong input
      +-- CheckpointError      a checkpoint file is missing, unreadable, or not an FMCA-Net checkpoint
      +-- ConfigError          an unknown preset or an inconsistent model configuration
      +-- DataError            a dataset folder is missing, empty, or lacks a class (training, evaluation)
@@ -8,6 +9,10 @@
      +-- DeviceError          no usable NVIDIA GPU (or CUDA driver) for a GPU-only feature
      +-- EngineError          a TensorRT engine cannot be built, loaded, or does not fit this machine
      +-- ExportError          an ONNX export, its parity check or its quantization failed
+     +-- FaceDetectorError    a face detector cannot be created (unknown name, missing model file)
+     +-- ImageError           an input image or face crop cannot be read or used
+     +-- OutputError          a result file, video or window cannot be written or opened
+     +-- SourceError          a video source cannot be named, found or opened
 """
 
 
@@ -41,3 +46,23 @@ class EngineError(FMCAError):
 
 class ExportError(FMCAError):
     """An ONNX export cannot be written, does not match PyTorch, or cannot be quantized."""
+
+
+class BackendError(FMCAError):
+    """An inference backend cannot load its model, or was used wrongly (inactive, wrong input)."""
+
+
+class FaceDetectorError(FMCAError):
+    """A face detector cannot be created (unknown name, missing or unreadable model file)."""
+
+
+class ImageError(FMCAError):
+    """An input image or face crop cannot be read, or is not an image the detector can use."""
+
+
+class OutputError(FMCAError):
+    """A result file, annotated video or display window cannot be written or opened."""
+
+
+class SourceError(FMCAError):
+    """A video source cannot be named, found or opened."""

@@ -14,15 +14,11 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from .errors import FMCAError
+from .errors import FaceDetectorError
 
 # Haar cascades are slow on large frames and gain nothing from detail beyond this; larger images are
 # searched on a downscaled copy and the boxes scaled back.
 DETECTION_MAX_SIDE = 1024
-
-
-class FaceDetectorError(FMCAError):
-    """A face detector cannot be created (missing or unreadable model file)."""
 
 
 @dataclass(frozen=True)

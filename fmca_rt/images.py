@@ -14,15 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FMCAError
+from .errors import ImageError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # 16k x 16k: beyond this an image is almost surely a mistake, and decoding it would take gigabytes.
 MAX_PIXELS = 1 << 28
-
-
-class ImageError(FMCAError):
-    """An input image cannot be read or is not an image the detector can use."""
 
 
 def expand_image_paths(items: Iterable[str | Path]) -> list[Path]:

@@ -22,7 +22,7 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-from .errors import FMCAError
+from .errors import ImageError
 from .normalization import IMAGENET_MEAN, IMAGENET_STD
 
 _PRECISION_BITS = 32 - 8 - 2  # Pillow's fixed-point precision for 8-bit images
@@ -96,22 +96,18 @@ RESIZE_METHODS = {
 }
 
 
-class PreprocessError(FMCAError):
-    """A crop cannot be preprocessed (wrong shape or dtype) or the method is unknown."""
-
-
 def resize_rgb(rgb: np.ndarray, size: int, method: str = "pil-bilinear") -> np.ndarray:
     """Resize an H x W x 3 uint8 RGB image to size x size with the named method."""
     try:
         resize = RESIZE_METHODS[method]
     except KeyError:
-        raise PreprocessError(f"Unknown preprocessing method {method!r}; "
+        raise ImageError(f"Unknown preprocessing method {method!r}; "
                               f"choose one of: {', '.join(sorted(RESIZE_METHODS))}.") from None
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         described = f"{rgb.dtype} array of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else type(rgb).__name__
-        raise PreprocessError(f"Expected an H x W x 3 uint8 RGB image, got a {described}.")
+        raise ImageError(f"Expected an H x W x 3 uint8 RGB image, got a {described}.")
     if rgb.shape[0] == 0 or rgb.shape[1] == 0:
-        raise PreprocessError(f"Cannot resize an empty image of shape {rgb.shape}.")
+        raise ImageError(f"Cannot resize an empty image of shape {rgb.shape}.")
     return resize(rgb, int(size))
 
 

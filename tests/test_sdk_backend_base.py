@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from fmca_rt.backends import BackendError, backend_class, create_backend
+from fmca_rt.backends import backend_class, create_backend
+from fmca_rt.errors import BackendError
 from fmca_rt.backends.base import Backend
 from fmca_rt.metadata import ModelMetadata
 

@@ -4,7 +4,8 @@ import cv2
 import numpy as np
 import pytest
 
-from fmca_rt.faces import (Face, FaceDetector, FaceDetectorError, HaarFaceDetector, WholeImage, YuNetFaceDetector,
+from fmca_rt.errors import FaceDetectorError
+from fmca_rt.faces import (Face, FaceDetector, HaarFaceDetector, WholeImage, YuNetFaceDetector,
                            crop_faces, make_face_detector, square_crop_box)
 
 from sdk_images import astronaut_bgr, grace_hopper_bgr

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from fmca_rt import preprocess as pp
-from fmca_rt.preprocess import PreprocessError, preprocess, resize_rgb
+from fmca_rt.errors import ImageError
+from fmca_rt.preprocess import preprocess, resize_rgb
 
 torch = pytest.importorskip("torch")
 transforms = pytest.importorskip("torchvision.transforms")
@@ -72,12 +73,12 @@ def test_every_method_gives_the_requested_size(method):
     ("not an array", "H x W x 3 uint8"),
 ])
 def test_bad_crops_are_rejected_with_one_sentence(bad, message):
-    with pytest.raises(PreprocessError, match=message):
+    with pytest.raises(ImageError, match=message):
         resize_rgb(bad, 224)
 
 
 def test_unknown_method_names_the_choices():
-    with pytest.raises(PreprocessError, match="pil-bilinear"):
+    with pytest.raises(ImageError, match="pil-bilinear"):
         resize_rgb(np.zeros((4, 4, 3), np.uint8), 8, "lanczos")
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from .base import Backend, BackendError
+from ..errors import BackendError
+from .base import Backend
 
 # name -> (module, class); a new backend is one line here and a module with a Backend subclass.
 BACKENDS = {

@@ -18,12 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FMCAError
+from ..errors import BackendError
 from ..metadata import ModelMetadata
-
-
-class BackendError(FMCAError):
-    """A backend cannot load its model, or was used wrongly (inactive, wrong input)."""
 
 
 class Backend:

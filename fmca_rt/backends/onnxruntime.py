@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import DependencyError
 from ..metadata import ModelMetadata
-from .base import Backend, BackendError
+from ..errors import BackendError
+from .base import Backend
 
 
 class OnnxRuntimeBackend(Backend):

@@ -69,6 +69,7 @@ class VideoPipeline:
         reopen = (lambda: open_reader(self.source, gstreamer)) if self.source.reconnects else None
         self._capture = CaptureThread(self._reader, self._queue, reopen, backoff, max_frames)
         self.fps = self._reader.fps or 30.0
+        self.frame_count = self._reader.frame_count  # None for live sources
 
     def run(self) -> dict:
         """Process the whole source; returns the summary."""

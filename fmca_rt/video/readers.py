@@ -15,7 +15,8 @@ import numpy as np
 
 from ..errors import FMCAError
 from ..images import expand_image_paths, read_image
-from .sources import Source, SourceError, open_capture
+from ..errors import SourceError
+from .sources import Source, open_capture
 
 # A file whose next this-many frames all fail to decode is treated as ended.
 MAX_CONSECUTIVE_BAD_FRAMES = 25

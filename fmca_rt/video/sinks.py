@@ -14,13 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FMCAError
+from ..errors import OutputError
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
-
-
-class SinkError(FMCAError):
-    """An output cannot be created."""
 
 
 def _temporary_beside(path: Path) -> Path:
@@ -66,7 +62,7 @@ class VideoFileSink:
         self.path = Path(path)
         codec = VIDEO_CODECS.get(self.path.suffix.lower())
         if codec is None:
-            raise SinkError(f"Cannot write video {self.path.name}: use one of {', '.join(sorted(VIDEO_CODECS))}.")
+            raise OutputError(f"Cannot write video {self.path.name}: use one of {', '.join(sorted(VIDEO_CODECS))}.")
         self._fourcc = cv2.VideoWriter_fourcc(*codec)
         self.fps = fps
         self._temporary = _temporary_beside(self.path)
@@ -77,7 +73,7 @@ class VideoFileSink:
             self._writer = cv2.VideoWriter(str(self._temporary), self._fourcc, self.fps,
                                            (frame.shape[1], frame.shape[0]))
             if not self._writer.isOpened():
-                raise SinkError(f"OpenCV cannot write the video {self.path}.")
+                raise OutputError(f"OpenCV cannot write the video {self.path}.")
             self._size = (frame.shape[1], frame.shape[0])
         if (frame.shape[1], frame.shape[0]) != self._size:  # a stream that changed resolution mid-way
             frame = cv2.resize(frame, self._size)
@@ -100,7 +96,7 @@ class DisplaySink:
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
-            raise SinkError("display:// needs OpenCV with GUI support: pip install opencv-python "
+            raise OutputError("display:// needs OpenCV with GUI support: pip install opencv-python "
                             "(the -headless wheel has no windows).") from None
         self.closed_by_user = False
 
@@ -121,5 +117,5 @@ def open_frame_sink(output: str | Path | None, fps: float):
     if text.startswith("display://"):
         return DisplaySink()
     if text.startswith("rtsp://"):
-        raise SinkError("Streaming results out over RTSP is not supported; write a video file or use display://0.")
+        raise OutputError("Streaming results out over RTSP is not supported; write a video file or use display://0.")
     return VideoFileSink(text, fps)

@@ -17,14 +17,10 @@ from pathlib import Path
 
 import cv2
 
-from ..errors import FMCAError
+from ..errors import SourceError
 
 LIVE_KINDS = ("webcam", "v4l2", "csi", "rtsp", "http")
 NETWORK_KINDS = ("rtsp", "http")
-
-
-class SourceError(FMCAError):
-    """A video source cannot be named, found or opened."""
 
 
 @dataclass(frozen=True)

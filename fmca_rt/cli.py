@@ -1,0 +1,155 @@
+"""`fmca-rt` (also `python -m fmca_rt`): a thin command line over the Detector.
+
+    fmca-rt predict PATH... --model M [--json OUT]          images, folders, globs
+    fmca-rt video SOURCE --model M [--output OUT.mp4|display://0] [--jsonl OUT] [--summary OUT]
+
+Each command is an entry in COMMANDS: a function adding its options and one running it. Exit status: 0 when
+everything was processed, 1 when some input was bad (reported and skipped; the rest completed) or a stream
+was lost, 2 for a usage error or a model/source that cannot be opened, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import FMCAError
+
+IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
+
+
+def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", "-m", required=True, help="a .engine, .onnx or .pth model")
+    group.add_argument("--backend", default="auto", help="auto (by file type), onnxruntime, torch or tensorrt")
+    group.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU when the backend has one)")
+    group.add_argument("--faces", default="auto",
+                       help="auto (OpenCV Haar cascade), none (inputs are face crops) or a YuNet .onnx file")
+    group.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which a face is fake")
+    group.add_argument("--batch-size", type=int, default=8, help="face crops per backend call")
+
+
+def make_detector(args: argparse.Namespace):
+    from .detector import Detector
+
+    return Detector(args.model, backend=args.backend, faces=args.faces, threshold=args.threshold,
+                    batch_size=args.batch_size, device=args.device)
+
+
+# ---- predict ------------------------------------------------------------------------------------------------
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
+    add_detector_arguments(parser)
+    parser.add_argument("--json", type=Path, help="write every result to this JSON file")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    from .images import expand_image_paths
+    from .progress import progress
+    from .video.sinks import write_json_atomically
+
+    paths = expand_image_paths(args.paths)
+    if not paths:
+        raise FMCAError(f"No images found in {' '.join(args.paths)}.")
+    detector = make_detector(args)
+    records, errors, fakes, with_faces = [], 0, 0, 0
+    bar = progress(total=len(paths), desc="images", enabled=not args.quiet)
+    try:
+        for start in range(0, len(paths), IMAGE_CHUNK):
+            for result in detector.predict_batch(paths[start:start + IMAGE_CHUNK]):
+                result.image = None  # frees the decoded image
+                records.append(result.to_dict())
+                errors += not result.ok
+                with_faces += bool(result.faces)
+                fakes += result.label == "fake"
+                line = (f"{result.source}: error: {result.error}" if not result.ok else
+                        f"{result.source}: {result.label}" + ("" if result.fake_prob is None else
+                                                              f" P(fake)={result.fake_prob:.3f} faces={len(result.faces)}"))
+                bar.write(line, error=not result.ok, quiet=args.quiet and result.ok)
+                bar.update()
+    finally:
+        bar.close()
+        if args.json:
+            write_json_atomically(args.json, records)
+    print(f"{len(paths)} images: {with_faces} with faces, {fakes} fake, {errors} unreadable "
+          f"(threshold {args.threshold}).")
+    print(detector.latency.table(f"latency per call, backend {detector.backend.describe()}"))
+    return 1 if errors else 0
+
+
+# ---- video --------------------------------------------------------------------------------------------------
+def add_video_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="video file, image folder/glob, camera index, /dev/videoN, csi://N, rtsp://...")
+    add_detector_arguments(parser)
+    parser.add_argument("--output", "-o", help="annotated video file (.mp4, .avi, ...) or display://0")
+    parser.add_argument("--jsonl", type=Path, help="one JSON line per frame")
+    parser.add_argument("--summary", type=Path, help="the run's summary as JSON")
+    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
+    parser.add_argument("--queue-size", type=int, default=8, help="frames buffered between capture and model")
+    parser.add_argument("--gstreamer", choices=["auto", "always", "never"], default="auto",
+                        help="use GStreamer pipelines (hardware decode on Jetson) when OpenCV has GStreamer")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+
+
+def run_video(args: argparse.Namespace) -> int:
+    from .progress import progress
+
+    detector = make_detector(args)
+    run = detector.stream(args.source, output=args.output, jsonl=args.jsonl, summary=args.summary,
+                          queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames)
+    total = run.frame_count if args.max_frames is None else args.max_frames
+    bar = progress(total=total, desc="frames", enabled=not args.quiet)
+    try:
+        for frame in run:
+            if frame.error:
+                bar.write(f"frame {frame.index}: skipped: {frame.error}", error=True)
+            bar.update()
+    finally:
+        bar.close()
+    summary = run.summary
+    verdict = "no face found" if summary["fake_prob"] is None else \
+        f"{summary['label']} (mean P(fake) over {summary['frames_with_faces']} frames with faces: {summary['fake_prob']:.3f})"
+    print(f"{args.source}: {verdict}")
+    print(f"{summary['frames_read']} frames read, {summary['frames_analysed']} analysed, {summary['bad_frames']} bad "
+          f"(skipped), {summary['dropped_frames']} dropped to keep up, {summary['reconnects']} reconnects, "
+          f"{summary['fps']} frames/s")
+    print(run.latency.table("pipeline latency per call") + "\n" + detector.latency.table("model latency per call"))
+    if summary["capture_failure"]:
+        print(f"fmca-rt: the run ended early: {summary['capture_failure']}.", file=sys.stderr)
+        return 1
+    return 0
+
+
+# name -> (help, add_arguments, run). `benchmark` (issue 8) adds itself here.
+COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
+    "predict": ("P(fake) for the faces in images", add_predict_arguments, run_predict),
+    "video": ("P(fake) over a video, image sequence, camera or stream", add_video_arguments, run_video),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ._version import __version__
+
+    parser = argparse.ArgumentParser(prog="fmca-rt", description="Face-forgery detection with FMCA-Net.")
+    parser.add_argument("--version", action="version", version=f"fmca-rt {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, add_arguments, run) in COMMANDS.items():
+        command = commands.add_parser(name, help=help_text, description=help_text)
+        add_arguments(command)
+        command.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except FMCAError as error:
+        print(f"fmca-rt: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fmca-rt: interrupted; results so far were written.", file=sys.stderr)
+        return 130
