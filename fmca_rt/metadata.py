@@ -30,6 +30,9 @@ class ModelMetadata:
     package_version: str = __version__
     schema_version: int = SCHEMA_VERSION
     extra: dict = field(default_factory=dict)
+    # Temperature and named operating points (fmca_rt.operating_points.Calibration.to_dict()); None when
+    # the model was never calibrated.
+    calibration: dict | None = None
 
     @property
     def image_size(self) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from fmca_rt.errors import CheckpointError
+from fmca_rt.operating_points import Calibration, CalibrationError
 
 from .config import FMCAConfig
 from .model import FMCANet
@@ -153,13 +154,28 @@ def load_model(path: str | PathLike, map_location: str | torch.device = "cpu") -
         config = infer_config(state, path)
     model = FMCANet(config)
     load_state_checked(model, state, path, "the FMCA-Net architecture it describes")
+    model.calibration = stored_calibration(contents, path)
     return model.eval()
 
 
+def stored_calibration(contents: dict, path: str | PathLike = "checkpoint") -> dict | None:
+    """The checkpoint's `calibration` entry (written by `python -m training.calibrate`), checked; None if absent."""
+    values = contents.get("calibration")
+    if values is not None:
+        try:
+            Calibration.from_dict(values, str(path))
+        except CalibrationError as error:
+            raise CheckpointError(str(error)) from None
+    return values
+
+
 def save_model(model: FMCANet, path: str | PathLike, **extra) -> None:
-    """This project's format; `ema_state_dict` may be passed in `extra` and is then preferred on load."""
+    """This project's format; `ema_state_dict` may be passed in `extra` and is then preferred on load.
+    The model's calibration is saved with it unless `extra` gives one."""
     contents = {"fmca_rt_format": FORMAT_VERSION, "config": model.config.to_dict(),
                 "model_state_dict": model.state_dict(), **extra}
+    if model.calibration is not None:
+        contents.setdefault("calibration", model.calibration)
     atomic_torch_save(contents, path)
 
 

@@ -23,6 +23,9 @@ class FMCANet(nn.Module):
     def __init__(self, config: FMCAConfig | None = None):
         super().__init__()
         self.config = config = config or FMCAConfig()
+        # Temperature and named operating points (fmca_rt.operating_points.Calibration.to_dict()) set by
+        # `python -m training.calibrate`; saved in the checkpoint and exported into the ONNX metadata.
+        self.calibration: dict | None = None
         dim = config.embed_dim
         self.se_alpha = nn.Parameter(torch.tensor(0.5))
         self.vit = DinoV2Backbone(config)

@@ -24,7 +24,7 @@ class TorchBackend(Backend):
             self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self._torch = torch
         self._model = FMCANet.from_checkpoint(self.model_path, map_location=self.device).to(self.device).eval()
-        return ModelMetadata(config=self._model.config.to_dict())
+        return ModelMetadata(config=self._model.config.to_dict(), calibration=self._model.calibration)
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
         torch = self._torch
