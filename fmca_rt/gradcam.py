@@ -9,16 +9,14 @@ PyTorch is imported when a map is asked for, never by `import fmca_rt`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
 from .explain import Explanation, denormalize
-from .operating_points import fake_class_index
+from .operating_points import Calibration, fake_class_index
 
 
-def gradcam_scores(model, pixels: np.ndarray) -> tuple[np.ndarray, float]:
-    """(Grad-CAM grid x grid float32, P(fake) uncalibrated) for one normalized face (3 x S x S)."""
+def gradcam_scores(model, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Grad-CAM grid x grid float32, the face's logits) for one normalized face (3 x S x S)."""
     import torch
 
     captured = {}
@@ -48,14 +46,14 @@ def gradcam_scores(model, pixels: np.ndarray) -> tuple[np.ndarray, float]:
     weights = gradient[0].mean(dim=0)
     cam = torch.relu(tokens @ weights).float().cpu().numpy()
     grid = model.config.grid_size
-    probability = float(torch.softmax(logits[0].detach().float(), dim=0)[fake])
-    return cam.reshape(grid, grid).astype(np.float32), probability
+    return cam.reshape(grid, grid).astype(np.float32), logits.detach().float().cpu().numpy()
 
 
-def explain_gradcam(model, pixels: np.ndarray, mean: Sequence[float] | None = None,
-                    std: Sequence[float] | None = None) -> Explanation:
-    """Grad-CAM explanation of one normalized face; normalization defaults to the model's config."""
-    scores, probability = gradcam_scores(model, pixels)
+def explain_gradcam(model, pixels: np.ndarray, calibration: Calibration | None = None) -> Explanation:
+    """Grad-CAM explanation of one normalized face; P(fake) in the caption is temperature-scaled by
+    `calibration` (default: the model's own)."""
+    scores, logits = gradcam_scores(model, pixels)
     config = model.config
-    crop = denormalize(pixels, mean or config.mean, std or config.std)
-    return Explanation(crop, scores, "gradcam", probability, forward_passes=1)
+    calibration = calibration or Calibration.from_dict(model.calibration)
+    probability = float(calibration.fake_probability(logits, fake_class_index(config.class_names))[0])
+    return Explanation(denormalize(pixels, config.mean, config.std), scores, "gradcam", probability, forward_passes=1)

@@ -84,12 +84,12 @@ class Calibration:
         return tuple(p.name for p in self.points)
 
     def operating_point(self, spec: str | float | None) -> OperatingPoint:
-        """`None` -> argmax; a number in (0, 1) -> that threshold; a name -> the stored point."""
+        """`None` -> argmax; a number in [0, 1] -> that threshold; a name -> the stored point."""
         if spec is None:
             return ARGMAX_POINT
         if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-            if not 0.0 < spec < 1.0:
-                raise CalibrationError(f"A numeric threshold is a P(fake) strictly between 0 and 1, not {spec!r}.")
+            if not 0.0 <= spec <= 1.0:
+                raise CalibrationError(f"A numeric threshold is a P(fake) between 0 and 1, not {spec!r}.")
             return OperatingPoint(f"P(fake)>={spec:g}", float(spec))
         if not isinstance(spec, str):
             raise CalibrationError(f"A threshold is a number or an operating-point name, not a {type(spec).__name__}.")

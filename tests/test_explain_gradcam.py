@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from fmca_rt.gradcam import explain_gradcam, gradcam_scores
+from fmca_rt.operating_points import Calibration
 from training import FMCANet
 
 
@@ -45,19 +46,24 @@ def test_map_is_relu_of_tokens_weighted_by_the_finite_difference_gradient(model)
         down = margin_with_tokens_shifted(model, pixels, -step * direction)
         weights[channel] = (up - down) / (2 * step) / num_tokens
     expected = torch.relu(tokens @ weights).numpy().reshape(4, 4)
-    scores, probability = gradcam_scores(model, pixels)
+    scores, logits = gradcam_scores(model, pixels)
     assert expected.max() > 0
     np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-7 * np.abs(expected).max())
     with torch.no_grad():
-        assert probability == pytest.approx(torch.softmax(model(torch.from_numpy(pixels[None])), 1)[0, 1].item())
+        np.testing.assert_allclose(logits, model(torch.from_numpy(pixels[None])).float().numpy(), rtol=1e-6)
 
 
 def test_model_is_left_as_it_was(model):
     model.train()
     hooks_before = len(model.vit._forward_hooks)
-    explanation = explain_gradcam(model, np.zeros((3, 56, 56)))
+    pixels = np.zeros((3, 56, 56))
+    explanation = explain_gradcam(model, pixels, Calibration(2.0))
     assert model.training and len(model.vit._forward_hooks) == hooks_before
     assert all(p.grad is None for p in model.parameters())
     model.eval()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(pixels[None]))[0]
+    margin = (logits[1] - logits[0]).item()
     assert explanation.method == "gradcam" and explanation.forward_passes == 1
+    assert explanation.fake_probability == pytest.approx(1 / (1 + np.exp(-margin / 2.0)), rel=1e-5)
     assert explanation.patch_scores.shape == (4, 4) and explanation.crop_rgb.shape == (56, 56, 3)

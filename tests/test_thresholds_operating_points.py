@@ -24,7 +24,7 @@ def test_numbers_none_and_argmax():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("fpr@2%", "argmax, eer, fpr@1%"), (1.5, "strictly between 0 and 1"), (0, "strictly between"),
+    ("fpr@2%", "argmax, eer, fpr@1%"), (1.5, "between 0 and 1"), (-0.1, "between 0 and 1"),
     ([0.5], "not a list")])
 def test_bad_threshold_is_one_clear_error(spec, message):
     with pytest.raises(CalibrationError, match=message):
