@@ -4,9 +4,11 @@
 which support + - * and `trtp.cdiv`); tests hand them ints. Every function therefore uses only those
 operations, and takes the ceiling division to use as an argument.
 
-Kernel variants come from the manifest `python -m kernels.aot` writes (CONTRACTS.md): per variant the kernel
-name inside the PTX, the target architecture, the PTX file, num_warps, shared memory bytes, the integer
-scalar arguments and the grid, both as small formulas over named sizes (`"cdiv(out_w, BLOCK_W)"`).
+Kernel variants come from the manifest `python -m kernels.aot` writes: per variant the entry name inside the
+PTX, the target architecture, dtype (and head size), num_warps, shared memory bytes, the arguments in TensorRT's
+AOT order (input pointers, int32 scalars, output pointers) and the grid; scalars and grid are small formulas
+over the sizes named in the kernels' shape strings (`B x C x H x W`; `B x heads x N_p x D`), e.g.
+`"cdiv(ceil(W/2), 64)"`.
 """
 
 from __future__ import annotations
@@ -32,11 +34,9 @@ def haar_dwt_output_shape(x_shape: Sequence, cdiv: Callable = int_cdiv) -> tuple
     return (batch, channels * 4, cdiv(height, 2), cdiv(width, 2))
 
 
-def haar_dwt_sizes(x_shape: Sequence, cdiv: Callable = int_cdiv) -> dict:
-    """The named sizes the Haar DWT kernel's scalars and grid are written in."""
-    batch, channels, height, width = x_shape
-    return {"batch": batch, "channels": channels, "height": height, "width": width,
-            "out_h": cdiv(height, 2), "out_w": cdiv(width, 2)}
+def haar_dwt_sizes(x_shape: Sequence) -> dict:
+    """The named sizes the Haar DWT kernel's scalars and grid are written in (x is B x C x H x W)."""
+    return dict(zip(("B", "C", "H", "W"), x_shape))
 
 
 def sfcm_output_shapes(qp: Sequence, kf: Sequence, vf: Sequence, qf: Sequence, kp: Sequence,
@@ -46,9 +46,9 @@ def sfcm_output_shapes(qp: Sequence, kf: Sequence, vf: Sequence, qf: Sequence, k
 
 
 def sfcm_sizes(qp: Sequence, qf: Sequence) -> dict:
-    """Named sizes of the attention kernel: patch tokens n_p (qp, kp, vp), frequency tokens n_f (qf, kf, vf)."""
+    """Named sizes of the attention kernel: patch tokens N_p (qp, kp, vp), frequency tokens N_f (qf, kf, vf)."""
     batch, heads, n_p, head_dim = qp
-    return {"batch": batch, "heads": heads, "n_p": n_p, "n_f": qf[2], "head_dim": head_dim}
+    return {"B": batch, "heads": heads, "N_p": n_p, "N_f": qf[2], "D": head_dim}
 
 
 # ---- formulas --------------------------------------------------------------------------------------------
@@ -56,7 +56,7 @@ _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
 
 
 def evaluate(formula: str | int, names: Mapping, cdiv: Callable = int_cdiv):
-    """Evaluate a manifest formula (ints, names, + - * //, cdiv(a, b)); nothing else is accepted."""
+    """Evaluate a manifest formula: ints, names, + - * //, cdiv(a, b) and ceil(a / b); nothing else."""
     if isinstance(formula, int):
         return formula
 
@@ -72,11 +72,17 @@ def evaluate(formula: str | int, names: Mapping, cdiv: Callable = int_cdiv):
             return names[node.id]
         if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
             return _BINARY[type(node.op)](walk(node.left), walk(node.right))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "cdiv"
-                and len(node.args) == 2 and not node.keywords):
-            left, right = walk(node.args[0]), walk(node.args[1])
-            return int_cdiv(left, right) if isinstance(left, int) and isinstance(right, int) else cdiv(left, right)
-        raise ConfigError(f"Kernel formula {formula!r} is not understood (only + - * // and cdiv are allowed).")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords:
+            if node.func.id == "cdiv" and len(node.args) == 2:
+                return divide_up(walk(node.args[0]), walk(node.args[1]))
+            if (node.func.id == "ceil" and len(node.args) == 1 and isinstance(node.args[0], ast.BinOp)
+                    and isinstance(node.args[0].op, ast.Div)):
+                return divide_up(walk(node.args[0].left), walk(node.args[0].right))
+        raise ConfigError(f"Kernel formula {formula!r} is not understood (only + - * //, cdiv(a, b) and "
+                          "ceil(a / b) are allowed).")
+
+    def divide_up(left, right):
+        return int_cdiv(left, right) if isinstance(left, int) and isinstance(right, int) else cdiv(left, right)
 
     try:
         return walk(ast.parse(str(formula), mode="eval"))
@@ -136,10 +142,11 @@ class KernelVariant:
     ptx_path: Path
     num_warps: int
     shared_mem: int
-    scalars: tuple = ()  # formulas of the integer arguments, in order, between input and output pointers
-    grid: tuple = (1, 1, 1)  # formulas of grid x, y, z
+    scalars: tuple = ()  # formulas of the int32 arguments, in order, between input and output pointers
+    grid: tuple = ("1", "1", "1")  # formulas of grid x, y, z
     dtype: str = "fp32"
-    constants: dict = field(default_factory=dict)
+    head_dim: int | None = None  # attention kernels are compiled per head size
+    constants: dict = field(default_factory=dict)  # the constexprs baked in (MEAN, STD, SCALE, BLOCK_M, ...)
 
     def read_ptx(self) -> str:
         try:
@@ -148,36 +155,49 @@ class KernelVariant:
             raise ConfigError(f"Kernel file {self.ptx_path} is missing; run `python -m kernels.aot` again.") from None
 
 
-def select_variant(variants: Sequence[KernelVariant], kernel: str, arch: int, dtype: str = "fp32") -> KernelVariant:
+def select_variant(variants: Sequence[KernelVariant], kernel: str, arch: int, dtype: str = "fp32",
+                   head_dim: int | None = None) -> KernelVariant:
     """The variant for this GPU: compiled for its exact architecture, else the newest portable PTX below it.
 
     PTX for sm_XY runs on any later GPU through the driver's JIT, except arch-specific ('sm_90a') PTX, which
     runs only on its own architecture.
     """
-    candidates = [v for v in variants if v.kernel == kernel and v.dtype == dtype]
+    candidates = [v for v in variants if v.kernel == kernel and v.dtype == dtype and v.head_dim == head_dim]
     exact = [v for v in candidates if v.arch == arch]
     if exact:
         return exact[0]
     portable = [v for v in candidates if v.arch < arch and not ptx_target(v.read_ptx())[1]]
     if portable:
         return max(portable, key=lambda v: v.arch)
+    what = f"{dtype} {kernel} kernel" + (f" for head size {head_dim}" if head_dim is not None else "")
     built = sorted({v.arch for v in candidates})
-    raise ConfigError(f"No {dtype} {kernel} kernel fits this GPU (sm_{arch}); the manifest has "
-                      f"{', '.join(f'sm_{a}' for a in built) or 'none'}: run `python -m kernels.aot --arch {arch} "
-                      f"--out DIR` and pass --kernels DIR.")
+    head_option = f" --head-dim {head_dim}" if head_dim is not None else ""
+    raise ConfigError(f"No {what} fits this GPU (sm_{arch}); the manifest has "
+                      f"{', '.join(f'sm_{a}' for a in built) or 'none'}: run `python -m kernels.aot --arch {arch}"
+                      f"{head_option} --out DIR` and pass --kernels DIR.")
+
+
+def _variant_from_entry(entry: dict, directory: Path) -> KernelVariant:
+    kinds = [argument["kind"] for argument in entry["arguments"]]
+    order = ["input"] * kinds.count("input") + ["int32"] * kinds.count("int32") + ["output"] * kinds.count("output")
+    if kinds != order:
+        raise ConfigError(f"Kernel {entry['name']} takes its arguments in an order TensorRT's AOT launcher does not "
+                          f"use ({', '.join(kinds)}); it needs input pointers, int32 scalars, output pointers.")
+    return KernelVariant(kernel=entry["op"], name=entry["kernel"], arch=int(entry["arch"]),
+                         ptx_path=directory / entry["ptx"], num_warps=int(entry["num_warps"]),
+                         shared_mem=int(entry["shared_memory"]),
+                         scalars=tuple(a["value"] for a in entry["arguments"] if a["kind"] == "int32"),
+                         grid=tuple(entry["grid"]), dtype=entry["dtype"], head_dim=entry.get("head_dim"),
+                         constants=dict(entry.get("constants", {})))
 
 
 def load_manifest(directory: str | Path) -> list[KernelVariant]:
+    """The variants `python -m kernels.aot --out DIR` compiled, read from DIR/manifest.json."""
     directory = Path(directory)
     path = directory / "manifest.json"
     try:
         entries = json.loads(path.read_text(encoding="utf-8"))["kernels"]
-        return [KernelVariant(kernel=e["kernel"], name=e["name"], arch=int(e["arch"]),
-                              ptx_path=directory / e["ptx"], num_warps=int(e["num_warps"]),
-                              shared_mem=int(e["shared"]), scalars=tuple(e.get("scalars", ())),
-                              grid=tuple(e["grid"]), dtype=e.get("dtype", "fp32"),
-                              constants=dict(e.get("constants", {})))
-                for e in entries]
+        return [_variant_from_entry(entry, directory) for entry in entries]
     except OSError:
         raise ConfigError(f"No kernel manifest at {path}; run `python -m kernels.aot --arch 87 90 --out "
                           f"{directory}`.") from None
@@ -195,7 +215,6 @@ class LaunchPlan:
 
 def launch_plan(variant: KernelVariant, sizes: Mapping, cdiv: Callable = int_cdiv) -> LaunchPlan:
     """Grid, block and integer arguments of one launch, in the terms `trtp.KernelLaunchParams` takes."""
-    names = {**variant.constants, **sizes}
-    grid = tuple(evaluate(f, names, cdiv) for f in variant.grid) + (1,) * (3 - len(variant.grid))
+    grid = tuple(evaluate(f, sizes, cdiv) for f in variant.grid) + (1,) * (3 - len(variant.grid))
     return LaunchPlan(grid=grid[:3], block_x=variant.num_warps * 32, shared_mem=variant.shared_mem,
-                      scalars=tuple(evaluate(f, names, cdiv) for f in variant.scalars))
+                      scalars=tuple(evaluate(f, sizes, cdiv) for f in variant.scalars))

@@ -27,22 +27,23 @@ from .trt_plugin_math import (KernelVariant, check_ptx_loadable, haar_dwt_output
 
 PLUGIN_IDS = ("fmca::HaarDWT", "fmca::SFCMAttention")
 _DTYPE_NAMES = {"fp32": "FP32", "fp16": "FP16"}
-_registered: dict[str, dict[str, KernelVariant]] = {}
+_registered: list[int] = []  # tensorrt.plugin keeps registrations for the process's lifetime
 
 
-def kernels_for(variants: Sequence[KernelVariant], arch: int,
-                driver_version: int | None = None) -> dict[str, dict[str, KernelVariant]]:
-    """kernel -> dtype -> the variant for this GPU (and, when known, loadable by its driver), per compiled dtype."""
-    chosen: dict[str, dict[str, KernelVariant]] = {}
-    for kernel in ("haar_dwt", "sfcm_attention"):
-        dtypes = sorted({v.dtype for v in variants if v.kernel == kernel})
-        if not dtypes:
-            raise ConfigError(f"The kernel manifest has no {kernel} kernel; run `python -m kernels.aot` again.")
-        chosen[kernel] = {dtype: select_variant(variants, kernel, arch, dtype) for dtype in dtypes}
-        if driver_version is not None:
-            for variant in chosen[kernel].values():
-                check_ptx_loadable(variant.read_ptx(), driver_version, kernel)
-    return chosen
+def choose_kernel(variants: Sequence[KernelVariant], kernel: str, arch: int, dtype: str,
+                  head_dim: int | None = None, driver_version: int | None = None) -> KernelVariant:
+    """The variant for this GPU and, when the driver version is known, one whose PTX the driver loads."""
+    variant = select_variant(variants, kernel, arch, dtype, head_dim)
+    if driver_version is not None:
+        check_ptx_loadable(variant.read_ptx(), driver_version, variant.kernel)
+    return variant
+
+
+def compiled_dtypes(variants: Sequence[KernelVariant], kernel: str) -> list[str]:
+    dtypes = sorted({v.dtype for v in variants if v.kernel == kernel and v.dtype in _DTYPE_NAMES})
+    if not dtypes:
+        raise ConfigError(f"The kernel manifest has no fp32 or fp16 {kernel} kernel; run `python -m kernels.aot` again.")
+    return dtypes
 
 
 def type_combination(dtypes: Sequence[str], tensors: int) -> str:
@@ -62,22 +63,17 @@ def check_baked_constants(variant: KernelVariant, **attributes) -> None:
                               f"asks for {asked.tolist()}; recompile the kernels for this model with kernels.aot.")
 
 
-def register_plugins(variants: Sequence[KernelVariant], arch: int) -> dict[str, dict[str, KernelVariant]]:
-    """Register both plugins once per process, for the GPU architecture `arch` (e.g. 87)."""
+def register_plugins(variants: Sequence[KernelVariant], arch: int) -> None:
+    """Register both plugins once per process, serving kernels for the GPU architecture `arch` (e.g. 87)."""
     if _registered:
-        return _registered
+        return
     trt, trtp = import_tensorrt(), import_tensorrt_plugin()
-    chosen = kernels_for(variants, arch, cuda_driver_version())
+    driver_version = cuda_driver_version()
     dtype_of = {trt.float32: "fp32", trt.float16: "fp16"}
+    haar_dtypes, sfcm_dtypes = compiled_dtypes(variants, "haar_dwt"), compiled_dtypes(variants, "sfcm_attention")
 
     def cdiv(a, b):
         return trtp.cdiv(a, b)
-
-    def variant_for(kernel: str, desc) -> KernelVariant:
-        dtype = dtype_of.get(desc.dtype)
-        if dtype not in chosen[kernel]:
-            raise ConfigError(f"No {kernel} kernel was compiled for {desc.dtype}.")
-        return chosen[kernel][dtype]
 
     def launch(variant: KernelVariant, sizes: dict):
         plan = launch_plan(variant, sizes, cdiv)
@@ -95,13 +91,13 @@ def register_plugins(variants: Sequence[KernelVariant], arch: int) -> dict[str, 
 
     @trtp.autotune("fmca::HaarDWT")
     def haar_dwt_types(x, outputs):
-        return [trtp.AutoTuneCombination(type_combination(sorted(chosen["haar_dwt"]), 2))]
+        return [trtp.AutoTuneCombination(type_combination(haar_dtypes, 2))]
 
     @trtp.aot_impl("fmca::HaarDWT")
     def haar_dwt_kernel(x, mean, std, outputs):
-        variant = variant_for("haar_dwt", x)
+        variant = choose_kernel(variants, "haar_dwt", arch, dtype_of[x.dtype], None, driver_version)
         check_baked_constants(variant, MEAN=mean, STD=std)
-        return launch(variant, haar_dwt_sizes(tuple(x.shape_expr), cdiv))
+        return launch(variant, haar_dwt_sizes(tuple(x.shape_expr)))
 
     @trtp.register("fmca::SFCMAttention")
     def sfcm_descriptor(qp: trtp.TensorDesc, kf: trtp.TensorDesc, vf: trtp.TensorDesc, qf: trtp.TensorDesc,
@@ -111,13 +107,16 @@ def register_plugins(variants: Sequence[KernelVariant], arch: int) -> dict[str, 
 
     @trtp.autotune("fmca::SFCMAttention")
     def sfcm_types(qp, kf, vf, qf, kp, vp, outputs):
-        return [trtp.AutoTuneCombination(type_combination(sorted(chosen["sfcm_attention"]), 8))]
+        return [trtp.AutoTuneCombination(type_combination(sfcm_dtypes, 8))]
 
     @trtp.aot_impl("fmca::SFCMAttention")
     def sfcm_kernel(qp, kf, vf, qf, kp, vp, scale, outputs):
-        variant = variant_for("sfcm_attention", qp)
+        head_dim = qp.shape_expr[3]
+        if not head_dim.is_constant:
+            raise ConfigError("The attention plugin needs a fixed head size; the ONNX graph leaves it dynamic.")
+        variant = choose_kernel(variants, "sfcm_attention", arch, dtype_of[qp.dtype], head_dim.constant_value(),
+                                driver_version)
         check_baked_constants(variant, SCALE=scale)
         return launch(variant, sfcm_sizes(tuple(qp.shape_expr), tuple(qf.shape_expr)))
 
-    _registered.update(chosen)
-    return _registered
+    _registered.append(arch)
