@@ -90,9 +90,13 @@ def trace_to_onnx(model: FMCANet, opset: int = MIN_OPSET, batch: str | int = "dy
 
 def clean_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """Fold constants, drop dead nodes and the exporter's per-node debug metadata (source paths)."""
-    graph = gs.import_onnx(model)
-    graph.fold_constants().cleanup().toposort()
-    cleaned = gs.export_onnx(graph)
+    severity, gs.logger.G_LOGGER.severity = gs.logger.G_LOGGER.severity, gs.logger.G_LOGGER.ERROR
+    try:  # its warning about large folded intermediates concerns the position-embedding resize: intended
+        graph = gs.import_onnx(model)
+        graph.fold_constants().cleanup().toposort()
+        cleaned = gs.export_onnx(graph)
+    finally:
+        gs.logger.G_LOGGER.severity = severity
     for node in cleaned.graph.node:
         del node.metadata_props[:]
     del cleaned.metadata_props[:]
