@@ -2,12 +2,14 @@
 
     FMCAError
      +-- BackendError         an inference backend cannot load its model or was given a wrong input
+     +-- CalibrationError     an unknown operating point, or a stored calibration that cannot be read
      +-- CheckpointError      a checkpoint file is missing, unreadable, or not an FMCA-Net checkpoint
      +-- ConfigError          an unknown preset or an inconsistent model configuration
      +-- DataError            a dataset folder is missing, empty, or lacks a class (training, evaluation)
      +-- DependencyError      an optional library (torch, onnxruntime, tensorrt, ...) is not installed
      +-- DeviceError          no usable NVIDIA GPU (or CUDA driver) for a GPU-only feature
      +-- EngineError          a TensorRT engine cannot be built, loaded, or does not fit this machine
+     +-- ExplainError         an explanation cannot be computed for this backend or input, or not written
      +-- ExportError          an ONNX export, its parity check or its quantization failed
      +-- FaceDetectorError    a face detector cannot be created (unknown name, missing model file)
      +-- ImageError           an input image or face crop cannot be read or used
@@ -22,6 +24,10 @@ class FMCAError(Exception):
 
 class CheckpointError(FMCAError):
     """A checkpoint cannot be read or does not fit the model."""
+
+
+class CalibrationError(FMCAError):
+    """An operating point is unknown to the model, or a stored calibration is unreadable."""
 
 
 class ConfigError(FMCAError):
@@ -42,6 +48,10 @@ class DeviceError(FMCAError):
 
 class EngineError(FMCAError):
     """A TensorRT engine cannot be built or loaded, or was built for another TensorRT version or GPU."""
+
+
+class ExplainError(FMCAError):
+    """An explanation cannot be computed (method, backend or settings) or its image cannot be written."""
 
 
 class ExportError(FMCAError):

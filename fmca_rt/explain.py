@@ -23,13 +23,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import FMCAError
+from .errors import ExplainError
 
 FILLS = ("blur", "mean")
 
-
-class ExplainError(FMCAError):
-    """An explanation cannot be computed (bad window/stride, wrong input) or its image cannot be written."""
 
 
 def window_starts(grid: int, window: int, stride: int) -> list[int]:

@@ -20,14 +20,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .errors import FMCAError
+from .errors import CalibrationError
 
 ARGMAX = "argmax"
 _FPR_NAME = re.compile(r"^fpr@(\d+(?:\.\d+)?)%$")
 
-
-class CalibrationError(FMCAError):
-    """An operating point is unknown to the model, or a stored calibration is unreadable."""
 
 
 def fake_class_index(class_names) -> int:
