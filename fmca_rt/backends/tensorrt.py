@@ -1,0 +1,161 @@
+"""TensorRT backend: runs an engine built by `python -m export.build_engine` (plan + `fmca.engine.json` sidecar).
+
+    with TensorRTBackend("fmca.engine") as backend:
+        logits = backend.infer(pixels)          # float32 B x 3 x S x S -> B x 2
+
+Activation reads the sidecar, checks the engine was built for this TensorRT version and GPU architecture
+(a mismatch is one sentence quoting the rebuild command), deserializes it and prepares an `EngineSession`:
+name-based I/O (TensorRT 10/11: `num_io_tensors`, `set_input_shape`, `set_tensor_address`,
+`execute_async_v3`), buffers for the profile's largest batch allocated once (pinned host memory, async copies
+on one stream), and a CUDA graph per batch shape when the memory provider can capture one. Batches larger
+than the profile are split and smaller ones padded by the base class.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError, EngineError
+from ..metadata import ModelMetadata
+from .base import Backend
+from .tensorrt_env import current_gpu, import_tensorrt
+from .tensorrt_memory import DeviceMemory
+from .tensorrt_sidecar import check_compatible, read_sidecar
+
+log = logging.getLogger("fmca_rt.tensorrt")
+
+
+def device_index(device: str | None) -> int:
+    """None, 'cuda' -> 0; 'cuda:N' -> N."""
+    if device in (None, "cuda", "gpu"):
+        return 0
+    if device.startswith("cuda:") and device[5:].isdigit():
+        return int(device[5:])
+    raise BackendError(f"The tensorrt backend runs on a GPU: device must be 'cuda' or 'cuda:N', not {device!r}.")
+
+
+class EngineSession:
+    """One deserialized engine with its execution context and I/O buffers (for the profile's largest batch)."""
+
+    def __init__(self, trt, engine, memory: DeviceMemory, input_name: str, output_name: str, cuda_graphs: bool = True):
+        self._trt, self._engine, self._memory = trt, engine, memory
+        self.input_name, self.output_name = input_name, output_name
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if n not in inputs]
+        if inputs != [input_name] or output_name not in outputs:
+            raise EngineError(f"The engine's inputs {inputs} and outputs {outputs} are not the model's "
+                              f"({input_name!r} -> {output_name!r}); rebuild it with `python -m export.build_engine`.")
+        smallest, _, largest = (tuple(shape) for shape in engine.get_tensor_profile_shape(input_name, 0))
+        self.batch_range = (smallest[0], largest[0])
+        self._context = engine.create_execution_context()
+        if self._context is None:
+            raise EngineError("TensorRT could not create an execution context (out of GPU memory?).")
+        self._input_shape: tuple[int, ...] | None = None
+        self._host: dict[str, np.ndarray] = {}
+        for name in names:  # every I/O tensor gets a buffer sized for the largest batch, bound once
+            shape = largest if name == input_name else self._output_shape(name, largest)
+            host, pointer = memory.allocate(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))))
+            self._host[name] = host
+            self._context.set_tensor_address(name, pointer)
+        self._graphs: dict[tuple[int, ...], object] = {}
+        self._use_graphs = cuda_graphs
+
+    def _output_shape(self, name: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        self._set_input_shape(input_shape)
+        shape = tuple(self._context.get_tensor_shape(name))
+        if any(d < 0 for d in shape):
+            raise EngineError(f"The engine cannot tell the shape of {name!r} for input {input_shape}.")
+        return shape
+
+    def _set_input_shape(self, shape: tuple[int, ...]) -> None:
+        if shape != self._input_shape:
+            if not self._context.set_input_shape(self.input_name, shape):
+                raise EngineError(f"The engine does not accept input shape {shape} (its profile allows batches "
+                                  f"{self.batch_range[0]} to {self.batch_range[1]}).")
+            self._input_shape = shape
+
+    def _enqueue(self) -> None:
+        if not self._context.execute_async_v3(self._memory.stream_handle):
+            raise EngineError("TensorRT failed to run the engine (see its log above).")
+
+    def _execute(self, shape: tuple[int, ...]) -> None:
+        """Enqueue the engine; repeated shapes replay a captured CUDA graph (one warm-up run, then capture)."""
+        replay = self._graphs.get(shape)
+        if replay is not None:
+            replay()
+            return
+        self._enqueue()
+        if self._use_graphs and shape not in self._graphs:
+            self._graphs[shape] = None  # the first run is the warm-up; capture on the second
+        elif self._use_graphs:
+            self._memory.synchronize()
+            try:
+                self._graphs[shape] = self._memory.capture_graph(self._enqueue)
+            except RuntimeError as error:  # a plugin or TensorRT build that cannot be captured: run uncaptured
+                log.warning("CUDA graph capture failed (%s); running without graphs.", error)
+                self._graphs[shape] = None
+            if self._graphs[shape] is None:  # this memory provider cannot capture graphs
+                self._use_graphs = False
+
+    def run(self, pixels: np.ndarray) -> np.ndarray:
+        batch = len(pixels)
+        shape = tuple(pixels.shape)
+        self._set_input_shape(shape)
+        host_input = self._host[self.input_name]
+        host_input[:batch] = pixels  # converts to the engine's input type if it is not float32
+        self._memory.upload(self.input_name, host_input[:batch].nbytes)
+        self._execute(shape)
+        host_output = self._host[self.output_name]
+        self._memory.download(self.output_name, host_output[:batch].nbytes)
+        self._memory.synchronize()
+        return host_output[:batch].astype(np.float32)
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self._context = None
+        self._memory.close()
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(self, model_path: str | Path, device: str | None = None, memory: str = "auto",
+                 cuda_graphs: bool = True):
+        super().__init__(model_path, device)
+        self.memory_kind = memory
+        self.cuda_graphs = cuda_graphs
+        self._session: EngineSession | None = None
+
+    def activate_impl(self) -> ModelMetadata:
+        trt = import_tensorrt()
+        sidecar = read_sidecar(self.model_path)
+        index = device_index(self.device)
+        check_compatible(sidecar, trt.__version__, current_gpu(index), self.model_path.name)
+        memory = DeviceMemory.create(self.memory_kind, index)
+        try:
+            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.model_path.read_bytes())
+            if engine is None:
+                raise EngineError(f"TensorRT could not load {self.model_path.name} (see its log above); rebuild it "
+                                  f"on this machine: {sidecar.build_command}")
+            metadata = sidecar.metadata
+            self._session = EngineSession(trt, engine, memory, metadata.input_name, metadata.output_name,
+                                          self.cuda_graphs)
+        except BaseException:
+            memory.close()
+            raise
+        self.batch_limits = self._session.batch_range
+        return sidecar.metadata
+
+    def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
+        return self._session.run(pixels)
+
+    def deactivate_impl(self) -> None:
+        self._session.close()
+        self._session = None
+
+    def describe_impl(self) -> str:
+        return f"cuda:{device_index(self.device)}"
