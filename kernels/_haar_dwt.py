@@ -1,0 +1,180 @@
+"""Fused un-normalize + single-level Haar DWT: the Triton kernel, its launcher and the `fmca::haar_dwt` op.
+
+One program handles a tile of output rows x columns of one image, for every channel: it reads each input
+element once (two contiguous input rows per output row) and writes each of the four bands once, so the
+kernel is purely memory-bound. The math is `training.frequency.haar_dwt_reference`'s, in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import triton
+import triton.language as tl
+
+from fmca_rt.normalization import IMAGENET_MEAN, IMAGENET_STD
+from training.frequency import haar_dwt_reference
+
+from ._checks import check_output, require_kernel_device
+
+BLOCK_H = 4  # output rows per program
+BLOCK_W = 64  # output columns per program (128 contiguous input columns)
+NUM_WARPS = 4
+
+
+@triton.jit
+def _haar_dwt_kernel(x_ptr, height, width, out_ptr,
+                     CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr,
+                     BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    # Grid: (column tiles, row tiles, batch). x is B x C x H x W, out is B x 4C x ceil(H/2) x ceil(W/2),
+    # both contiguous. MEAN/STD are per-channel tuples baked into the kernel, or None to skip un-normalizing.
+    batch = tl.program_id(2)
+    out_h = (height + 1) // 2
+    out_w = (width + 1) // 2
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
+    in_cols = tl.program_id(0) * (2 * BLOCK_W) + tl.arange(0, 2 * BLOCK_W)
+    row_ok = rows < out_h
+    out_mask = row_ok[:, None] & (cols < out_w)[None, :]
+    in_mask = row_ok[:, None] & (in_cols < width)[None, :]
+    top = 2 * rows
+    # Odd sizes are reflect-padded: the missing row H is row H - 2, the missing column W is column W - 2.
+    bottom = tl.where(top + 1 < height, top + 1, height - 2)
+    right_missing = out_mask & (2 * cols + 1 >= width)[None, :]
+    out_plane = out_h * out_w
+    out_offsets = rows[:, None] * out_w + cols[None, :]
+    for c in tl.static_range(CHANNELS):
+        plane = x_ptr + (batch * CHANNELS + c).to(tl.int64) * height * width
+        top_pairs = tl.load(plane + top[:, None] * width + in_cols[None, :], mask=in_mask, other=0.0)
+        bottom_pairs = tl.load(plane + bottom[:, None] * width + in_cols[None, :], mask=in_mask, other=0.0)
+        a, b = tl.split(tl.reshape(top_pairs.to(tl.float32), (BLOCK_H, BLOCK_W, 2)))
+        c_, d = tl.split(tl.reshape(bottom_pairs.to(tl.float32), (BLOCK_H, BLOCK_W, 2)))
+        b_edge = tl.load(plane + top[:, None] * width + (width - 2), mask=right_missing, other=0.0)
+        d_edge = tl.load(plane + bottom[:, None] * width + (width - 2), mask=right_missing, other=0.0)
+        b = tl.where(right_missing, b_edge.to(tl.float32), b)
+        d = tl.where(right_missing, d_edge.to(tl.float32), d)
+        if MEAN is not None:
+            a = a * STD[c] + MEAN[c]
+            b = b * STD[c] + MEAN[c]
+            c_ = c_ * STD[c] + MEAN[c]
+            d = d * STD[c] + MEAN[c]
+        out = out_ptr + (batch * 4 * CHANNELS + 4 * c).to(tl.int64) * out_plane + out_offsets
+        dtype = out_ptr.dtype.element_ty
+        tl.store(out, ((a + b + c_ + d) * 0.5).to(dtype), mask=out_mask)  # LL
+        tl.store(out + out_plane, ((a - b + c_ - d) * 0.5).to(dtype), mask=out_mask)  # LH
+        tl.store(out + 2 * out_plane, ((a + b - c_ - d) * 0.5).to(dtype), mask=out_mask)  # HL
+        tl.store(out + 3 * out_plane, ((a - b - c_ + d) * 0.5).to(dtype), mask=out_mask)  # HH
+
+
+SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+
+
+def affine_constants(channels: int, mean: Sequence[float] | None,
+                     std: Sequence[float] | None) -> tuple[tuple[float, ...] | None, tuple[float, ...] | None]:
+    """The kernel's MEAN/STD constexprs: None for both when there is nothing to undo (as in the reference)."""
+    if mean is None and std is None:
+        return None, None
+    mean = tuple(float(v) for v in (mean if mean is not None else (0.0,) * channels))
+    std = tuple(float(v) for v in (std if std is not None else (1.0,) * channels))
+    if len(mean) != channels or len(std) != channels:
+        raise ValueError(f"mean and std need {channels} values (one per channel), got {len(mean)} and {len(std)}.")
+    return mean, std
+
+
+def output_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
+    batch, channels, height, width = shape
+    return batch, 4 * channels, (height + 1) // 2, (width + 1) // 2
+
+
+def grid(batch: int, height: int, width: int) -> tuple[int, int, int]:
+    return triton.cdiv((width + 1) // 2, BLOCK_W), triton.cdiv((height + 1) // 2, BLOCK_H), batch
+
+
+def haar_dwt_triton(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEAN,
+                    std: Sequence[float] | None = IMAGENET_STD, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Launch the kernel on a B x C x H x W tensor; returns B x 4C x ceil(H/2) x ceil(W/2) in x's dtype,
+    written into `out` when given."""
+    if x.dim() != 4:
+        raise ValueError(f"haar_dwt expects a B x C x H x W tensor, got shape {tuple(x.shape)}.")
+    if x.dtype not in SUPPORTED_DTYPES:
+        raise ValueError(f"haar_dwt supports float32, float16 and bfloat16, not {x.dtype}.")
+    batch, channels, height, width = x.shape
+    if height < 2 or width < 2:
+        raise ValueError(f"haar_dwt needs images of at least 2 x 2 pixels, got {height} x {width}.")
+    require_kernel_device(_haar_dwt_kernel, x)
+    mean_c, std_c = affine_constants(channels, mean, std)
+    x = x.contiguous()
+    if out is None:
+        out = torch.empty(output_shape(x.shape), dtype=x.dtype, device=x.device)
+    check_output(out, "out", output_shape(x.shape), x)
+    if out.numel():
+        _haar_dwt_kernel[grid(batch, height, width)](
+            x, height, width, out, CHANNELS=channels, MEAN=mean_c, STD=std_c,
+            BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, num_warps=NUM_WARPS)
+    return out
+
+
+# The custom op the model routes through: CPU runs the reference, CUDA the kernel; autograd differentiates
+# the reference (the transform is linear, so recomputing it costs one cheap pass).
+@torch.library.custom_op("fmca::haar_dwt", mutates_args=())
+def haar_dwt_op(x: torch.Tensor, mean: list[float] | None, std: list[float] | None) -> torch.Tensor:
+    return haar_dwt_reference(x, mean, std)
+
+
+@haar_dwt_op.register_kernel("cuda")
+def _haar_dwt_cuda(x, mean, std):
+    return haar_dwt_triton(x, mean, std)
+
+
+@haar_dwt_op.register_fake
+def _haar_dwt_fake(x, mean, std):
+    return x.new_empty(output_shape(x.shape))
+
+
+def _setup_context(ctx, inputs, output):
+    x, ctx.mean, ctx.std = inputs
+    ctx.save_for_backward(x)
+
+
+def _backward(ctx, grad):
+    (x,) = ctx.saved_tensors
+    with torch.enable_grad():
+        x = x.detach().requires_grad_(True)
+        (grad_x,) = torch.autograd.grad(haar_dwt_reference(x, ctx.mean, ctx.std), x, grad)
+    return grad_x, None, None
+
+
+haar_dwt_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+def haar_dwt(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEAN,
+             std: Sequence[float] | None = IMAGENET_STD) -> torch.Tensor:
+    """Un-normalize (`x * std + mean`; None for both skips it) and take the Haar DWT, as `torch.ops.fmca.haar_dwt`.
+
+    B x C x H x W -> B x 4C x ceil(H/2) x ceil(W/2), channels (c, LL), (c, LH), (c, HL), (c, HH); CUDA
+    tensors run the Triton kernel, CPU tensors the PyTorch reference.
+    """
+    return haar_dwt_op(x, None if mean is None else list(mean), None if std is None else list(std))
+
+
+def aot_variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float] | None = IMAGENET_MEAN,
+                 std: Sequence[float] | None = IMAGENET_STD) -> list[dict]:
+    """What `kernels.aot` compiles for the TensorRT plugin: contiguous tensors, mean/std baked in.
+
+    Argument order is the TensorRT AOT convention: input pointers, integer scalars, output pointers.
+    """
+    mean_c, std_c = affine_constants(channels, mean, std)
+    return [{
+        "op": "haar_dwt", "fn": _haar_dwt_kernel, "dtype": dtype,
+        "signature": {"x_ptr": f"*{dtype}", "height": "i32", "width": "i32", "out_ptr": f"*{dtype}"},
+        "constexprs": {"CHANNELS": channels, "MEAN": mean_c, "STD": std_c, "BLOCK_H": BLOCK_H, "BLOCK_W": BLOCK_W},
+        "num_warps": NUM_WARPS,
+        "multiples_of_16": [],
+        "arguments": [{"name": "x_ptr", "kind": "input", "tensor": "x"},
+                      {"name": "height", "kind": "int32", "value": "H"},
+                      {"name": "width", "kind": "int32", "value": "W"},
+                      {"name": "out_ptr", "kind": "output", "tensor": "out"}],
+        "grid": [f"cdiv(ceil(W/2), {BLOCK_W})", f"cdiv(ceil(H/2), {BLOCK_H})", "B"],
+        "shapes": {"x": "B x C x H x W", "out": "B x 4C x ceil(H/2) x ceil(W/2)", "C": channels},
+    } for dtype in dtypes]
