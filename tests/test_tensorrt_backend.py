@@ -14,10 +14,11 @@ import pytest
 from fmca_rt.backends import tensorrt as backend_module
 from fmca_rt.backends.tensorrt import EngineSession, TensorRTBackend, device_index
 from fmca_rt.backends.tensorrt_env import GpuInfo
-from fmca_rt.backends.tensorrt_memory import DeviceMemory
 from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, write_engine
 from fmca_rt.errors import BackendError, EngineError
 from fmca_rt.metadata import ModelMetadata
+
+from tensorrt_fakes import HostMemory
 
 SIZE = 4
 FAKE_TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="input", OUTPUT="output"),
@@ -27,45 +28,6 @@ FAKE_TRT = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="input
 def statistics(pixels):
     flat = pixels.reshape(len(pixels), -1)
     return np.stack([flat.mean(axis=1), flat.max(axis=1)], axis=1)
-
-
-class HostMemory(DeviceMemory):
-    """'Device' buffers are separate NumPy arrays addressed by fake pointers; copies happen on upload/download."""
-
-    kind = "host"
-
-    def __init__(self, graphs=True):
-        self.device, self.host, self.pointer_of, self.captures, self.graphs = {}, {}, {}, 0, graphs
-
-    def allocate(self, name, shape, dtype):
-        self.host[name] = np.zeros(shape, dtype)
-        pointer = 0x1000 * (len(self.device) + 1)
-        self.device[pointer] = np.full(shape, np.nan, dtype)
-        self.pointer_of[name] = pointer
-        return self.host[name], pointer
-
-    def _pair(self, name, nbytes):
-        count = nbytes // self.host[name].itemsize
-        return self.host[name].reshape(-1)[:count], self.device[self.pointer_of[name]].reshape(-1)[:count]
-
-    def upload(self, name, nbytes):
-        host, device = self._pair(name, nbytes)
-        device[:] = host
-
-    def download(self, name, nbytes):
-        host, device = self._pair(name, nbytes)
-        host[:] = device
-
-    stream_handle = 7
-
-    def synchronize(self):
-        pass
-
-    def capture_graph(self, launch):
-        if not self.graphs:
-            return None
-        self.captures += 1
-        return launch
 
 
 class FakeContext:
