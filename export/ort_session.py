@@ -88,6 +88,9 @@ def cpu_session(source: str | Path | onnx.ModelProto, threads: int = 0):
         raise DependencyError("Checking an ONNX export needs onnxruntime: pip install 'fmca-rt[export]'.") from None
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
+    # Idle workers sleep instead of spinning, so they do not steal the CPU from whatever runs next (PyTorch
+    # in the parity check and the benchmark; the rest of the pipeline in an application).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     model = source if isinstance(source, onnx.ModelProto) else None
     if model is None and has_plugin_nodes(onnx.load(str(source), load_external_data=False)):
         model = onnx.load(str(source))
