@@ -106,6 +106,10 @@ class BuildOptions:
             raise ConfigError(f"--workspace must be a positive number of GiB, not {self.workspace_gib}.")
         if not self.output.parent.is_dir():
             raise ConfigError(f"Output folder {self.output.parent} does not exist.")
+        if self.calib_limit < 1:
+            raise ConfigError(f"--calib-limit must be at least 1, not {self.calib_limit}.")
+        if not self.max_delta_p_fake > 0:
+            raise ConfigError(f"--max-delta must be a positive probability difference, not {self.max_delta_p_fake}.")
         if self.kernels_dir is not None and not self.plugins:
             raise ConfigError("--kernels is used only with --plugins.")
 
@@ -129,4 +133,10 @@ class BuildOptions:
         if self.timing_cache is not None:
             words += ["--timing-cache", str(self.timing_cache)]
         words += ["--output", str(self.output)]
+        if self.calib_limit != 512:
+            words += ["--calib-limit", str(self.calib_limit)]
+        if not self.validate:
+            words.append("--no-validate")
+        elif self.max_delta_p_fake != 1e-2:
+            words += ["--max-delta", f"{self.max_delta_p_fake:g}"]
         return shlex.join(words)

@@ -118,6 +118,13 @@ PTX_ISA_FIRST_CUDA = {(8, 0): (12, 0), (8, 1): (12, 1), (8, 2): (12, 2), (8, 3):
                       (9, 1): (13, 1)}
 
 
+def newest_loadable_ptx_isa(driver_version: int) -> tuple[int, int] | None:
+    """The newest PTX ISA a driver of this CUDA version (12060 = 12.6) JIT-compiles, per the table above."""
+    driver = (driver_version // 1000, driver_version % 1000 // 10)
+    loadable = [isa for isa, first in PTX_ISA_FIRST_CUDA.items() if first <= driver]
+    return max(loadable) if loadable else None
+
+
 def check_ptx_loadable(ptx: str, driver_version: int, kernel: str = "kernel") -> None:
     """`driver_version` as cuDriverGetVersion reports it (12060 for CUDA 12.6)."""
     isa = ptx_isa_version(ptx)
@@ -126,9 +133,9 @@ def check_ptx_loadable(ptx: str, driver_version: int, kernel: str = "kernel") ->
     if needed is None and isa > max(PTX_ISA_FIRST_CUDA):
         needed = (99, 0)  # newer than this table: certainly newer than a driver this table predates
     if needed is not None and driver < needed:
-        loadable = [v for v, first in PTX_ISA_FIRST_CUDA.items() if first <= driver]
-        hint = (f"Triton's ptx_version option set to {max(loadable)[0]}{max(loadable)[1]}" if loadable
-                else "a Triton whose PTX this driver loads")
+        newest = newest_loadable_ptx_isa(driver_version)
+        hint = (f"Triton's ptx_version option set to {newest[0]}{newest[1]} (python -m kernels.aot --ptx-version "
+                f"{newest[0]}{newest[1]})" if newest else "a Triton whose PTX this driver loads")
         raise ConfigError(f"The {kernel} PTX is ISA {isa[0]}.{isa[1]}, which needs a CUDA {needed[0]}.{needed[1]} "
                           f"driver, but this driver is CUDA {driver[0]}.{driver[1]}: recompile the kernels with "
                           f"{hint}.")

@@ -1,0 +1,254 @@
+"""Build a TensorRT engine for FMCA-Net, check it against ONNX Runtime float32, write it with its sidecar.
+
+    python -m export.build_engine (--checkpoint CKPT | --onnx MODEL.onnx) [--fp16 | --int8 --calib DIR]
+        [--plugins [--kernels DIR]] [--batch MIN:OPT:MAX] [--workspace GiB] [--timing-cache FILE]
+        [--output fmca.engine] [--max-delta 0.01 | --no-validate]
+
+Runs on the machine the engine is for (the Jetson or the desktop GPU): engines are tied to the TensorRT version
+and the GPU architecture. `--checkpoint` exports the ONNX first (`export.onnx`, with the plugin nodes when
+`--plugins`). `--plugins` serves the Haar DWT and the SFCM attention with the project's Triton kernels, as PTX
+compiled ahead of time (`python -m kernels.aot`, or now for this GPU when `--kernels` is not given). The engine
+file stays a plain TensorRT plan; `fmca.engine.json` beside it says what it is. Nothing replaces an existing
+engine until the new one has been built and validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from fmca_rt.backends.tensorrt_env import cuda_driver_version, current_gpu, import_tensorrt, is_strongly_typed_only
+from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_atomically, write_engine
+from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
+from fmca_rt.metadata import ModelMetadata
+
+from .trt_builder import BuildRequest, build_plan
+from .trt_options import BatchProfile, BuildOptions, PrecisionPlan, plan_precision
+from .trt_plugin_math import load_manifest, newest_loadable_ptx_isa
+
+PLUGIN_DOMAIN = "fmca"
+PLUGIN_IDS = ("fmca::HaarDWT", "fmca::SFCMAttention")
+log = logging.getLogger("fmca_rt.export")
+
+
+def _onnx_batch(model: onnx.ModelProto, input_name: str) -> int | str | None:
+    for value in model.graph.input:
+        if value.name == input_name:
+            dim = value.type.tensor_type.shape.dim[0]
+            return dim.dim_value if dim.HasField("dim_value") else dim.dim_param or None
+    raise ConfigError(f"The ONNX model has no input named {input_name!r}.")
+
+
+def _export_checkpoint(checkpoint: Path, scratch: Path, plugins: bool) -> Path:
+    from .onnx import export_onnx  # needs torch; only the --checkpoint route does
+
+    log.info("Exporting %s to ONNX%s ...", checkpoint, " with plugin nodes" if plugins else "")
+    return export_onnx(checkpoint, scratch / "model.onnx", plugins=plugins)
+
+
+def _prepare_onnx(float_onnx: Path, plan: PrecisionPlan, calibration, scratch: Path, batch: BatchProfile,
+                  input_name: str) -> Path:
+    """The ONNX TensorRT parses: the float32 one, or its FP16 / Q/DQ form for a strongly typed build."""
+    if plan.onnx_conversion == "fp16":
+        from .trt_fp16 import convert_to_mixed_fp16, precision_summary
+
+        converted = convert_to_mixed_fp16(onnx.load(str(float_onnx)))
+        log.info("Mixed-precision ONNX: %s.", precision_summary(converted))
+        target = scratch / "model.fp16.onnx"
+        onnx.save(converted, str(target))
+        return target
+    if plan.onnx_conversion == "int8-qdq":
+        from .trt_int8 import quantize_qdq
+
+        return quantize_qdq(float_onnx, calibration, scratch / "model.qdq.onnx", batch.opt, input_name)
+    return float_onnx
+
+
+def _kernel_variants(options: BuildOptions, arch: int, metadata: ModelMetadata, scratch: Path):
+    if options.kernels_dir is not None:
+        return load_manifest(options.kernels_dir)
+    try:
+        from kernels.aot import compile_kernels
+    except ImportError:
+        raise DependencyError(f"--plugins needs the Triton kernels compiled for this GPU: run `python -m kernels.aot "
+                              f"--arch {arch} --out DIR` where Triton is installed and pass --kernels DIR.") from None
+    config = metadata.config
+    driver = cuda_driver_version()
+    newest = newest_loadable_ptx_isa(driver) if driver is not None else None
+    ptx_versions = {arch: newest[0] * 10 + newest[1]} if newest else None
+    log.info("Compiling the Triton kernels for sm_%d ...", arch)
+    compile_kernels([arch], scratch / "kernels", ("fp32", "fp16"), (config["embed_dim"] // config["sfcm_heads"],),
+                    ptx_versions)
+    return load_manifest(scratch / "kernels")
+
+
+def _reference_runner(float_onnx: Path, metadata: ModelMetadata, fixed_batch):
+    """ONNX Runtime float32 on the CPU, batch by batch when the ONNX has a fixed batch size."""
+    from .ort_session import cpu_session
+
+    session = cpu_session(float_onnx)
+    step = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        if step is None:
+            return session.run([metadata.output_name], {metadata.input_name: pixels})[0]
+        outputs = []
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start:start + step]
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+            outputs.append(session.run([metadata.output_name], {metadata.input_name: padded})[0][:len(chunk)])
+        return np.concatenate(outputs)
+
+    return run
+
+
+def build_engine(options: BuildOptions):
+    """Build, validate and write the engine; returns (engine path, AccuracyReport or None)."""
+    trt = import_tensorrt()
+    gpu = current_gpu()
+    plan = plan_precision(options.precision, is_strongly_typed_only(trt))
+    log.info("TensorRT %s on %s: %s build.", trt.__version__, gpu.describe(), options.precision)
+    with tempfile.TemporaryDirectory(prefix=".fmca-engine-", dir=options.output.parent) as scratch_name:
+        scratch = Path(scratch_name)
+        float_onnx = options.onnx or _export_checkpoint(options.checkpoint, scratch, options.plugins)
+        model = onnx.load(str(float_onnx), load_external_data=False)
+        metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in model.metadata_props}, str(float_onnx))
+        has_plugins = any(node.domain == PLUGIN_DOMAIN for node in model.graph.node)
+        if has_plugins != options.plugins:
+            raise ConfigError(f"{float_onnx.name} {'has' if has_plugins else 'has no'} fmca plugin nodes; "
+                              + ("add --plugins." if has_plugins else "export it with `python -m export.onnx "
+                                 "--plugins` or drop --plugins."))
+        onnx_batch = _onnx_batch(model, metadata.input_name)
+        batch = options.batch.fit_to_onnx(onnx_batch)
+        calibration = None
+        if options.precision == "int8":
+            from .trt_int8 import CalibrationSet
+
+            calibration = CalibrationSet.from_folder(options.calib_dir, metadata, options.calib_limit)
+            log.info("Calibrating on %d face crops (%d unreadable skipped).", len(calibration.pixels),
+                     calibration.skipped)
+        parse_onnx = _prepare_onnx(float_onnx, plan, calibration, scratch, batch, metadata.input_name)
+        if options.plugins:
+            from .trt_plugins import register_plugins
+
+            register_plugins(_kernel_variants(options, gpu.arch, metadata, scratch), gpu.arch)
+
+        request = BuildRequest(parse_onnx, metadata.input_name, metadata.image_size, batch, options.workspace_bytes,
+                               plan, options.timing_cache)
+        plan_bytes = _build(trt, request, plan, calibration, options)
+        sidecar = EngineSidecar(
+            metadata=metadata, tensorrt_version=trt.__version__, gpu_name=gpu.name,
+            compute_capability=gpu.compute_capability, precision=options.precision,
+            batch_profile=(batch.min, batch.opt, batch.max), onnx_sha256=file_sha256(float_onnx),
+            engine_sha256=hashlib.sha256(plan_bytes).hexdigest(), build_command=options.command(),
+            plugins=PLUGIN_IDS if options.plugins else (), strongly_typed=is_strongly_typed_only(trt))
+        staged = scratch / options.output.name
+        write_engine(staged, plan_bytes, sidecar)
+
+        report = None
+        if options.validate:
+            from fmca_rt.backends.tensorrt import TensorRTBackend
+
+            from .trt_validate import validate
+
+            with TensorRTBackend(staged) as backend:
+                report = validate(backend.infer, _reference_runner(float_onnx, metadata, onnx_batch), metadata,
+                                  batch.opt, options.max_delta_p_fake)
+            for line in report.lines():
+                log.info("%s", line)
+            if not report.passed:
+                raise EngineError(f"The engine's P(fake) differs from ONNX Runtime float32 by up to "
+                                  f"{report.max_delta_p_fake:.2e}, above --max-delta {options.max_delta_p_fake:g}; "
+                                  f"{options.output} was not written.")
+            measured = {"max_delta_p_fake": report.max_delta_p_fake, "max_delta_logit": report.max_delta_logit}
+            sidecar = dataclasses.replace(sidecar, extra={"validation": measured})
+            write_atomically(sidecar_path(staged), sidecar.to_json().encode())
+        os.replace(staged, options.output)
+        os.replace(sidecar_path(staged), sidecar_path(options.output))
+    return options.output, report
+
+
+def _build(trt, request: BuildRequest, plan: PrecisionPlan, calibration, options: BuildOptions) -> bytes:
+    if not plan.calibrator:
+        return build_plan(trt, request)
+    from fmca_rt.backends.tensorrt_memory import DeviceMemory
+
+    from .trt_int8 import entropy_calibrator
+
+    memory = DeviceMemory.create("auto")
+    try:
+        cache = options.output.with_name(options.output.name + ".calib")
+        return build_plan(trt, request, entropy_calibrator(trt, calibration, request.batch.opt, memory, cache))
+    finally:
+        memory.close()
+
+
+def _batch_profile(text: str) -> BatchProfile:
+    try:
+        return BatchProfile.parse(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m export.build_engine", description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", type=Path, help="fmca-rt or published-format checkpoint (.pth)")
+    source.add_argument("--onnx", type=Path, help="ONNX written by `python -m export.onnx`")
+    precision = parser.add_mutually_exclusive_group()
+    precision.add_argument("--fp16", action="store_true", help="FP16 with float32 normalization and softmax")
+    precision.add_argument("--int8", action="store_true", help="INT8, calibrated on --calib")
+    parser.add_argument("--calib", type=Path, metavar="DIR", help="folder of face crops for INT8 calibration")
+    parser.add_argument("--calib-limit", type=int, default=512, metavar="N", help="use at most N images (512)")
+    parser.add_argument("--plugins", action="store_true", help="Triton-kernel plugins for the DWT and attention")
+    parser.add_argument("--kernels", type=Path, metavar="DIR", help="`python -m kernels.aot` output to use")
+    parser.add_argument("--batch", type=_batch_profile, default=BatchProfile(1, 1, 1), metavar="MIN:OPT:MAX",
+                        help="optimization profile of the batch axis, or one fixed size (default 1)")
+    parser.add_argument("--workspace", type=float, default=4.0, metavar="GiB", help="builder workspace (4)")
+    parser.add_argument("--timing-cache", type=Path, metavar="FILE", help="read and updated; speeds up rebuilds")
+    parser.add_argument("--output", type=Path, default=Path("fmca.engine"), help="engine file (fmca.engine)")
+    parser.add_argument("--max-delta", type=float, default=1e-2, metavar="P",
+                        help="fail when |P(fake)| differs from ONNX Runtime float32 by more (0.01)")
+    parser.add_argument("--no-validate", action="store_true", help="skip the comparison with ONNX Runtime")
+    parser.add_argument("-v", "--verbose", action="store_true", help="TensorRT's warnings and details too")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> BuildOptions:
+    return BuildOptions(
+        output=args.output, checkpoint=args.checkpoint, onnx=args.onnx,
+        precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32", calib_dir=args.calib,
+        plugins=args.plugins, batch=args.batch, workspace_gib=args.workspace, timing_cache=args.timing_cache,
+        kernels_dir=args.kernels, max_delta_p_fake=args.max_delta, validate=not args.no_validate,
+        calib_limit=args.calib_limit)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        options = options_from_args(args)
+    except ConfigError as error:
+        parser.error(str(error))
+    try:
+        output, report = build_engine(options)
+    except FMCAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"Wrote {output} and {sidecar_path(output).name}"
+          + (f" (max |dP(fake)| {report.max_delta_p_fake:.2e} vs ONNX Runtime float32)." if report else "."))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
