@@ -7,6 +7,7 @@ from os import PathLike
 import torch
 from torch import nn
 
+from . import ops
 from .config import FMCAConfig, get_preset
 from .frequency import FrequencyBranch, HaarDWT
 from .ftma import FTMA
@@ -26,6 +27,7 @@ class FMCANet(nn.Module):
         # Temperature and named operating points (fmca_rt.operating_points.Calibration.to_dict()) set by
         # `python -m training.calibrate`; saved in the checkpoint and exported into the ONNX metadata.
         self.calibration: dict | None = None
+        self.kernels_enabled = False  # see use_kernels
         dim = config.embed_dim
         self.se_alpha = nn.Parameter(torch.tensor(0.5))
         self.vit = DinoV2Backbone(config)
@@ -42,6 +44,9 @@ class FMCANet(nn.Module):
 
     def forward_intermediates(self, pixels: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's output, named like the reference test data (`dwt`, `vit_cls`, ..., `logits`)."""
+        if self.kernels_enabled and pixels.is_cuda and ops.active_implementation() == "reference":
+            with ops.implementation("triton"):
+                return self.forward_intermediates(pixels)
         vit_cls, vit_patch = self.vit(pixels)
         ftma_out = self.token_se(vit_patch)
         dwt = self.dwt(pixels)
@@ -57,6 +62,14 @@ class FMCANet(nn.Module):
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         return self.forward_intermediates(pixels)["logits"]
+
+    def use_kernels(self, enabled: bool = True) -> "FMCANet":
+        """Compute the DWT and the SFCM attention with the Triton kernels (package `kernels`) on CUDA inputs.
+
+        CPU inputs keep the PyTorch reference, and a scope chosen with `training.ops.implementation` wins.
+        """
+        self.kernels_enabled = enabled
+        return self
 
     def backbone_parameters(self) -> list[nn.Parameter]:
         return list(self.vit.parameters())

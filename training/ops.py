@@ -7,6 +7,7 @@ register theirs (the Triton-kernel custom ops, the ONNX plugin nodes used while 
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -14,7 +15,7 @@ from typing import NamedTuple
 
 import torch
 
-from fmca_rt.errors import ConfigError
+from fmca_rt.errors import ConfigError, DependencyError
 
 from .frequency import haar_dwt_reference
 from .sfcm import sfcm_attention_reference
@@ -28,6 +29,8 @@ class Implementation(NamedTuple):
 _IMPLEMENTATIONS: dict[str, Implementation] = {
     "reference": Implementation(haar_dwt_reference, sfcm_attention_reference),
 }
+# Implementations living in optional packages, registered when that package is first imported.
+_PROVIDERS = {"triton": "kernels"}
 _active: ContextVar[str] = ContextVar("fmca_ops_implementation", default="reference")
 
 
@@ -41,6 +44,12 @@ def active_implementation() -> str:
 
 @contextmanager
 def implementation(name: str) -> Iterator[None]:
+    if name not in _IMPLEMENTATIONS and name in _PROVIDERS:
+        try:
+            importlib.import_module(_PROVIDERS[name])
+        except ImportError as error:
+            raise DependencyError(f"The {name!r} op implementation needs {error.name or 'triton'!r}, which is not "
+                                  "installed: pip install 'fmca-rt[kernels]'.") from None
     if name not in _IMPLEMENTATIONS:
         raise ConfigError(f"Unknown op implementation {name!r}; registered: {', '.join(sorted(_IMPLEMENTATIONS))}.")
     token = _active.set(name)
