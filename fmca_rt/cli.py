@@ -1,6 +1,6 @@
 """`fmca-rt` (also `python -m fmca_rt`): a thin command line over the Detector.
 
-    fmca-rt predict PATH... --model M [--json OUT]          images, folders, globs
+    fmca-rt predict PATH... --model M [--json OUT] [--explain DIR]   images, folders, globs
     fmca-rt video SOURCE --model M [--output OUT.mp4|display://0] [--jsonl OUT] [--summary OUT]
 
 Each command is an entry in COMMANDS: a function adding its options and one running it. Exit status: 0 when
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
@@ -27,8 +28,17 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU when the backend has one)")
     group.add_argument("--faces", default="auto",
                        help="auto (OpenCV Haar cascade), none (inputs are face crops) or a YuNet .onnx file")
-    group.add_argument("--threshold", type=float, default=0.5, help="P(fake) at or above which a face is fake")
+    group.add_argument("--threshold", type=threshold_argument, default=None,
+                       help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...) or the "
+                            "P(fake) at or above which a face is fake (default: argmax, 0.5)")
     group.add_argument("--batch-size", type=int, default=8, help="face crops per backend call")
+
+
+def threshold_argument(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def make_detector(args: argparse.Namespace):
@@ -44,6 +54,26 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     add_detector_arguments(parser)
     parser.add_argument("--json", type=Path, help="write every result to this JSON file")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
+    group = parser.add_argument_group("explanations")
+    group.add_argument("--explain", type=Path, metavar="DIR",
+                       help="write a heat map per face (PNG: the crop and what raised its P(fake)) into DIR")
+    group.add_argument("--explain-method", choices=["occlusion", "gradcam"], default="occlusion",
+                       help="occlusion (any backend; 1 + windows forward passes per face) or gradcam (torch backend)")
+    group.add_argument("--explain-stride", type=int, default=1,
+                       help="occlusion window step in patches; 2 is about 3.5x cheaper and coarser")
+
+
+def write_explanations(detector, result, folder: Path, method: str, stride: int) -> list[Path]:
+    """One PNG per face: <folder>/<image stem>_face<N>.png."""
+    from .errors import OutputError
+
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"Cannot create {folder}: {error.strerror}.") from None
+    stem = Path(result.source).stem
+    return [explanation.save(folder / f"{stem}_face{index}.png")
+            for index, explanation in enumerate(detector.explain(result, method, stride=stride))]
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -60,6 +90,10 @@ def run_predict(args: argparse.Namespace) -> int:
     try:
         for start in range(0, len(paths), IMAGE_CHUNK):
             for result in detector.predict_batch(paths[start:start + IMAGE_CHUNK]):
+                if args.explain and result.ok and result.faces:
+                    written = write_explanations(detector, result, args.explain, args.explain_method,
+                                                 args.explain_stride)
+                    bar.write(f"{result.source}: explanations {', '.join(str(p) for p in written)}", quiet=args.quiet)
                 result.image = None  # frees the decoded image
                 records.append(result.to_dict())
                 errors += not result.ok
@@ -75,7 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
         if args.json:
             write_json_atomically(args.json, records)
     print(f"{len(paths)} images: {with_faces} with faces, {fakes} fake, {errors} unreadable "
-          f"(threshold {args.threshold}).")
+          f"(operating point {detector.operating_point.describe()}).")
     print(detector.latency.table(f"latency per call, backend {detector.backend.describe()}"))
     return 1 if errors else 0
 
@@ -127,6 +161,8 @@ def run_video(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "predict": ("P(fake) for the faces in images", add_predict_arguments, run_predict),
     "video": ("P(fake) over a video, image sequence, camera or stream", add_video_arguments, run_video),
+    "benchmark": ("latency of every form of a model side by side, against PyTorch eager float32",
+                  add_benchmark_arguments, run_benchmark_command),
 }
 
 

@@ -7,7 +7,14 @@
     print(result.label, result.fake_prob)         # highest P(fake) over the faces; None without a face
     cv2.imwrite("out.jpg", result.plot())
 
-Input size, normalization, class names and the resize method come from the model's metadata.
+Input size, normalization, class names and the resize method come from the model's metadata, and so do
+its temperature and named operating points when it was calibrated (`python -m training.calibrate`):
+
+    detector = Detector("fmca.onnx", threshold="fpr@1%")   # or "eer", "best-accuracy", a number, None (argmax)
+    result = detector.predict("photo.jpg")
+    print(result.operating_point)                          # fpr@1% (P(fake) >= 0.83; validation TPR ... )
+    for explanation in result.explain():                   # why: a heat map per face
+        explanation.save("why.png")
 """
 
 from __future__ import annotations
@@ -18,29 +25,37 @@ from pathlib import Path
 import numpy as np
 
 from .backends import Backend, create_backend
-from .errors import FMCAError
+from .errors import ExplainError, FMCAError
+from .explain import Explanation, explain_occlusion
 from .faces import Face, FaceDetector, crop_faces, make_face_detector
 from .images import load_image
 from .latency import LatencyStats
+from .operating_points import Calibration
 from .preprocess import preprocess
 from .results import FaceResult, ImageResult
 
 
 class Detector:
-    """Face-forgery detection with any backend. `threshold` turns P(fake) into the "fake" label;
-    `batch_size` bounds how many face crops go to the backend at once."""
+    """Face-forgery detection with any backend. `threshold` turns calibrated P(fake) into the "fake" label:
+    a named operating point stored with the model ("eer", "fpr@1%", "best-accuracy"), a P(fake) in [0, 1],
+    or None for argmax (0.5); `batch_size` bounds how many face crops go to the backend at once."""
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
-                 threshold: float = 0.5, batch_size: int = 8, device: str | None = None, crop_scale: float = 1.3):
-        if not 0.0 <= threshold <= 1.0:
-            raise FMCAError(f"threshold must be between 0 and 1, got {threshold}.")
+                 threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
+                 crop_scale: float = 1.3):
         if batch_size < 1:
             raise FMCAError(f"batch_size must be at least 1, got {batch_size}.")
         self.backend = model if isinstance(model, Backend) else create_backend(model, backend, device)
         self.backend.activate()
         self.metadata = self.backend.metadata
+        try:
+            self.calibration = Calibration.from_dict(self.metadata.calibration, str(self.backend.model_path))
+            self.operating_point = self.calibration.operating_point(threshold)
+        except FMCAError:
+            self.backend.deactivate()
+            raise
         self.face_detector = make_face_detector(faces)
-        self.threshold = threshold
+        self.threshold = self.operating_point.threshold
         self.batch_size = batch_size
         self.crop_scale = crop_scale
         self.latency = LatencyStats()
@@ -58,7 +73,7 @@ class Detector:
             return self.face_detector.detect(bgr)
 
     def classify_crops(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
-        """P(fake) for RGB uint8 face crops, in batches of batch_size."""
+        """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size."""
         probs = []
         for start in range(0, len(crops_rgb), self.batch_size):
             chunk = crops_rgb[start:start + self.batch_size]
@@ -67,7 +82,7 @@ class Detector:
                                     self.metadata.preprocessing)
             with self.latency.measure("infer", len(chunk)):
                 logits = self.backend.infer(pixels)
-            probs.append(softmax(logits)[:, self._fake_index])
+            probs.append(self.calibration.fake_probability(logits, self._fake_index))
         return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
     def label_for(self, fake_prob: float) -> str:
@@ -102,8 +117,47 @@ class Detector:
         results = []
         for (bgr, name), faces in zip(loaded, faces_per_image):
             face_results = [FaceResult(face, p, self.label_for(p)) for face, p in zip(faces, probs)]
-            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, image=bgr))
+            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, image=bgr,
+                                       operating_point=self.operating_point, detector=self))
         return results
+
+    # ---- explanations -------------------------------------------------------------------------------------
+    def explain(self, image, method: str = "occlusion", window: int = 2, stride: int = 1,
+                fill: str = "blur") -> list[Explanation]:
+        """Why each face got its P(fake): one Explanation per face (a heat map over the crop; `.save(png)`).
+
+        `image`: anything predict() takes, or an ImageResult that kept its image (its faces are reused).
+        "occlusion" works with every backend and costs `fmca_rt.explain.occlusion_passes(...)` forward
+        passes per face (226 for a 224-px model with the defaults); "gradcam" needs the torch backend and
+        costs one forward and one backward pass.
+        """
+        if isinstance(image, ImageResult):
+            if image.image is None:
+                raise ExplainError(f"The result for {image.source} keeps no image; pass the image to explain().")
+            bgr, faces = image.image, [face.face for face in image.faces]
+        else:
+            bgr, _ = load_image(image)
+            faces = self.detect_faces(bgr)
+        meta = self.metadata
+        pixels = preprocess(crop_faces(bgr, faces, self.crop_scale), meta.image_size, meta.mean, meta.std,
+                            meta.preprocessing)
+        if method == "occlusion":
+            return [explain_occlusion(self._fake_probability_of_pixels, face, meta.mean, meta.std,
+                                      meta.config["patch_size"], window, stride, fill, self.batch_size)
+                    for face in pixels]
+        if method == "gradcam":
+            model = getattr(self.backend, "model", None)
+            if model is None:
+                raise ExplainError(f"Grad-CAM needs the torch backend (a .pth model); the {self.backend.name} "
+                                   "backend explains by occlusion.")
+            from .gradcam import explain_gradcam
+
+            return [explain_gradcam(model, face, self.calibration) for face in pixels]
+        raise ExplainError(f"Unknown explanation method {method!r}; choose occlusion or gradcam.")
+
+    def _fake_probability_of_pixels(self, pixels: np.ndarray) -> np.ndarray:
+        with self.latency.measure("explain", len(pixels)):
+            return self.calibration.fake_probability(self.backend.infer(pixels), self._fake_index)
 
     # ---- video --------------------------------------------------------------------------------------------
     def stream(self, source, **options):
@@ -124,13 +178,7 @@ class Detector:
 
     def __repr__(self) -> str:
         return (f"Detector({self.backend.model_path.name!r}, backend={self.backend.describe()!r}, "
-                f"image_size={self.metadata.image_size}, threshold={self.threshold})")
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=1, keepdims=True)
+                f"image_size={self.metadata.image_size}, threshold={self.operating_point.name!r})")
 
 
 def _name_of(image) -> str:

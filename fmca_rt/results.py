@@ -7,18 +7,25 @@ JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writ
      "label": "real" | "fake" | "no face" | "error",
      "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
                 "track_id": int (video only)}],
-     "error": str | null}                # why the image could not be processed
+     "error": str | null,                # why the image could not be processed
+     "operating_point": {"name": str, "threshold": float} | null}   # how labels were decided ("fpr@1%", ...)
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .faces import Face
+from .operating_points import OperatingPoint
+
+if TYPE_CHECKING:
+    from .detector import Detector
+    from .explain import Explanation
 
 NO_FACE = "no face"
 ERROR = "error"
@@ -54,7 +61,9 @@ class ImageResult:
     height: int = 0
     faces: list[FaceResult] = field(default_factory=list)
     error: str | None = None
-    image: np.ndarray | None = field(default=None, repr=False)  # the BGR image, kept for plot()
+    image: np.ndarray | None = field(default=None, repr=False)  # the BGR image, kept for plot() and explain()
+    operating_point: OperatingPoint | None = None  # the threshold that decided the labels, and its name
+    detector: Detector | None = field(default=None, repr=False, compare=False)  # the one that made it, for explain()
 
     @property
     def fake_prob(self) -> float | None:
@@ -76,10 +85,20 @@ class ImageResult:
         fake_prob = self.fake_prob
         return {"source": self.source, "width": self.width, "height": self.height,
                 "fake_prob": None if fake_prob is None else round(float(fake_prob), 6), "label": self.label,
-                "faces": [f.to_dict() for f in self.faces], "error": self.error}
+                "faces": [f.to_dict() for f in self.faces], "error": self.error,
+                "operating_point": None if self.operating_point is None else
+                {"name": self.operating_point.name, "threshold": self.operating_point.threshold}}
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
+
+    def explain(self, method: str = "occlusion", **options) -> list[Explanation]:
+        """Why each face got its P(fake): one heat-map Explanation per face; see Detector.explain."""
+        if self.detector is None:
+            from .errors import ExplainError
+
+            raise ExplainError(f"The result for {self.source} was not made by a Detector; use detector.explain(image).")
+        return self.detector.explain(self, method, **options)
 
     def plot(self, image: np.ndarray | None = None) -> np.ndarray:
         """A copy of the image (BGR) with each face's box, label and P(fake) drawn on it."""

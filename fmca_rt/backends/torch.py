@@ -35,5 +35,10 @@ class TorchBackend(Backend):
     def deactivate_impl(self) -> None:
         del self._model
 
+    @property
+    def model(self):
+        """The loaded FMCANet (gradient explanations use it); None while inactive."""
+        return getattr(self, "_model", None)
+
     def describe_impl(self) -> str:
         return self.device
