@@ -14,6 +14,7 @@
      +-- FaceDetectorError    a face detector cannot be created (unknown name, missing model file)
      +-- ImageError           an input image or face crop cannot be read or used
      +-- OutputError          a result file, video or window cannot be written or opened
+     +-- ServeError           a Triton server cannot be started or reached, or refused a request
      +-- SourceError          a video source cannot be named, found or opened
 """
 
@@ -72,6 +73,10 @@ class ImageError(FMCAError):
 
 class OutputError(FMCAError):
     """A result file, annotated video or display window cannot be written or opened."""
+
+
+class ServeError(FMCAError):
+    """A Triton server cannot be started, configured or reached, or refused a request."""
 
 
 class SourceError(FMCAError):
