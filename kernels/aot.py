@@ -75,6 +75,12 @@ def ptx_entry_parameters(ptx: str, name: str) -> int:
     return len(re.findall(r"\.param\b", match.group(1))) if match else 0
 
 
+def reads_hidden_parameters(ptx: str, name: str, declared: int) -> bool:
+    """Whether the kernel body uses a parameter beyond the declared ones (each appears once in the signature)."""
+    total = ptx_entry_parameters(ptx, name)
+    return any(len(re.findall(rf"\b{re.escape(name)}_param_{i}\b", ptx)) > 1 for i in range(declared, total))
+
+
 def compile_variant(variant: dict, arch: int, ptx_version: int | None) -> tuple[object, dict]:
     fn = variant["fn"]
     if is_interpreted(fn):
@@ -97,6 +103,8 @@ def compile_variant(variant: dict, arch: int, ptx_version: int | None) -> tuple[
         problems.append(f"needs {metadata.global_scratch_size} bytes of global scratch memory")
     if getattr(metadata, "profile_scratch_size", 0):
         problems.append(f"needs {metadata.profile_scratch_size} bytes of profiling scratch memory")
+    if reads_hidden_parameters(compiled.asm["ptx"], metadata.name, len(variant["arguments"])):
+        problems.append("reads a parameter beyond its declared arguments")
     if usage["spill_stores"] or usage["spill_loads"]:
         problems.append(f"spills registers ({usage['spill_stores']} bytes stored, {usage['spill_loads']} loaded)")
     if problems:
@@ -109,7 +117,7 @@ def compile_variant(variant: dict, arch: int, ptx_version: int | None) -> tuple[
         "registers": usage["registers"], "spill_bytes": usage["spill_stores"] + usage["spill_loads"],
         "global_scratch_size": getattr(metadata, "global_scratch_size", 0),
         # Triton appends scratch-buffer pointers after the declared arguments; with zero scratch sizes the
-        # kernel never reads them, but a launcher must know the entry's real parameter count.
+        # kernel never reads them (checked above), so a launcher may leave them unset.
         "ptx_parameters": ptx_entry_parameters(compiled.asm["ptx"], metadata.name),
         "arguments": variant["arguments"], "grid": variant["grid"], "shapes": variant["shapes"],
         "constants": {k: v for k, v in variant["constexprs"].items()},

@@ -110,3 +110,11 @@ def test_bad_arguments_get_one_sentence():
     assert result.returncode == 2 and "invalid int value" in result.stderr
     result = run_cli("--arch", "9", "--out", "unused")
     assert result.returncode == 2 and result.stderr.strip().startswith("error: archs must be")
+
+
+def test_reading_a_hidden_parameter_is_detected():
+    ptx = (".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .u32 k_param_1,\n\t.param .u64 k_param_2\n)\n"
+           "{\n\tld.param.b64 %rd1, [k_param_0];\n\tld.param.b32 %r1, [k_param_1];\n")
+    assert aot.ptx_entry_parameters(ptx, "k") == 3
+    assert not aot.reads_hidden_parameters(ptx, "k", declared=2)
+    assert aot.reads_hidden_parameters(ptx + "\tld.param.b64 %rd2, [k_param_2];\n", "k", declared=2)
