@@ -23,7 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import onnx
 
 from fmca_rt.backends.tensorrt_env import cuda_driver_version, current_gpu, import_tensorrt, is_strongly_typed_only
@@ -40,7 +39,7 @@ PLUGIN_IDS = ("fmca::HaarDWT", "fmca::SFCMAttention")
 log = logging.getLogger("fmca_rt.export")
 
 
-def _onnx_batch(model: onnx.ModelProto, input_name: str) -> int | str | None:
+def onnx_batch(model: onnx.ModelProto, input_name: str) -> int | str | None:
     for value in model.graph.input:
         if value.name == input_name:
             dim = value.type.tensor_type.shape.dim[0]
@@ -91,26 +90,6 @@ def _kernel_variants(options: BuildOptions, arch: int, metadata: ModelMetadata, 
     return load_manifest(scratch / "kernels")
 
 
-def _reference_runner(float_onnx: Path, metadata: ModelMetadata, fixed_batch):
-    """ONNX Runtime float32 on the CPU, batch by batch when the ONNX has a fixed batch size."""
-    from .ort_session import cpu_session
-
-    session = cpu_session(float_onnx)
-    step = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
-
-    def run(pixels: np.ndarray) -> np.ndarray:
-        if step is None:
-            return session.run([metadata.output_name], {metadata.input_name: pixels})[0]
-        outputs = []
-        for start in range(0, len(pixels), step):
-            chunk = pixels[start:start + step]
-            padded = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
-            outputs.append(session.run([metadata.output_name], {metadata.input_name: padded})[0][:len(chunk)])
-        return np.concatenate(outputs)
-
-    return run
-
-
 def build_engine(options: BuildOptions):
     """Build, validate and write the engine; returns (engine path, AccuracyReport or None)."""
     trt = import_tensorrt()
@@ -127,8 +106,8 @@ def build_engine(options: BuildOptions):
             raise ConfigError(f"{float_onnx.name} {'has' if has_plugins else 'has no'} fmca plugin nodes; "
                               + ("add --plugins." if has_plugins else "export it with `python -m export.onnx "
                                  "--plugins` or drop --plugins."))
-        onnx_batch = _onnx_batch(model, metadata.input_name)
-        batch = options.batch.fit_to_onnx(onnx_batch)
+        fixed_batch = onnx_batch(model, metadata.input_name)
+        batch = options.batch.fit_to_onnx(fixed_batch)
         calibration = None
         if options.precision == "int8":
             from .trt_int8 import CalibrationSet
@@ -158,10 +137,10 @@ def build_engine(options: BuildOptions):
         if options.validate:
             from fmca_rt.backends.tensorrt import TensorRTBackend
 
-            from .trt_validate import validate
+            from .trt_validate import onnx_runner, validate
 
             with TensorRTBackend(staged) as backend:
-                report = validate(backend.infer, _reference_runner(float_onnx, metadata, onnx_batch), metadata,
+                report = validate(backend.infer, onnx_runner(float_onnx, metadata, fixed_batch), metadata,
                                   batch.opt, options.max_delta_p_fake)
             for line in report.lines():
                 log.info("%s", line)

@@ -68,3 +68,23 @@ def validate(run_engine, run_reference, metadata: ModelMetadata, batch: int, tol
     cases = {name: compare(run_reference(pixels), run_engine(pixels), fake_index)
              for name, pixels in validation_inputs(metadata, batch).items()}
     return AccuracyReport(cases, tolerance)
+
+
+def onnx_runner(onnx_path, metadata: ModelMetadata, fixed_batch=None):
+    """An ONNX file run by ONNX Runtime on the CPU, batch by batch when the ONNX has a fixed batch size."""
+    from .ort_session import cpu_session
+
+    session = cpu_session(onnx_path)
+    step = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
+
+    def run(pixels: np.ndarray) -> np.ndarray:
+        if step is None:
+            return session.run([metadata.output_name], {metadata.input_name: pixels})[0]
+        outputs = []
+        for start in range(0, len(pixels), step):
+            chunk = pixels[start:start + step]
+            padded = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+            outputs.append(session.run([metadata.output_name], {metadata.input_name: padded})[0][:len(chunk)])
+        return np.concatenate(outputs)
+
+    return run

@@ -123,3 +123,17 @@ def test_weights_beyond_float16_range_are_refused():
         [onnx.numpy_helper.from_array(np.full((2, 2), 1e6, np.float32), "w")])
     with pytest.raises(ConfigError, match="beyond float16's range"):
         convert_to_mixed_fp16(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]))
+
+
+def test_precheck_command_prints_the_comparison_table(tiny_onnx, tmp_path, capsys):
+    from export.trt_precheck import main
+
+    _, fp32 = tiny_onnx
+    source, saved = tmp_path / "tiny.onnx", tmp_path / "tiny.fp16.onnx"
+    onnx.save(fp32, str(source))
+    assert main(["--onnx", str(source), "--fp16", "--save", str(saved)]) == 0
+    table = capsys.readouterr().out
+    assert "FP16 graph vs float32" in table and "real faces" in table and "PASS" in table
+    assert precision_summary(onnx.load(str(saved)))["fp16"] > 0
+    assert main(["--onnx", str(tmp_path / "missing.onnx"), "--fp16"]) == 1
+    assert capsys.readouterr().err.strip() == f"error: {tmp_path / 'missing.onnx'} does not exist or is not a file."

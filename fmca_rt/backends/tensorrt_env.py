@@ -24,14 +24,16 @@ def import_tensorrt():
 
 
 def import_tensorrt_plugin():
-    """`tensorrt.plugin` (quickly deployable Python plugins with ahead-of-time kernels) arrived in TensorRT 10."""
+    """`tensorrt.plugin` with ahead-of-time kernels (`aot_impl`), which TensorRT 10.9 introduced."""
     trt = import_tensorrt()
     try:
         import tensorrt.plugin as trtp
     except ImportError:
-        raise DependencyError(f"TensorRT {trt.__version__} has no 'tensorrt.plugin' module, which the fmca:: "
-                              "Triton-kernel plugins need: upgrade to TensorRT 10.8 or newer, or build without "
-                              "--plugins.") from None
+        trtp = None
+    if trtp is None or not hasattr(trtp, "aot_impl"):
+        raise DependencyError(f"TensorRT {trt.__version__} cannot serve the fmca:: Triton-kernel plugins, which need "
+                              "ahead-of-time Python plugins (tensorrt.plugin.aot_impl, TensorRT 10.9 or newer): "
+                              "upgrade TensorRT (JetPack 7 on Jetson), or build without --plugins.") from None
     return trtp
 
 
