@@ -4,7 +4,8 @@
 
 `--data` may be a dataset root (with `--split`, default `valid`) or a folder holding `real/` and `fake/`
 directly, e.g. another dataset for a cross-dataset run. Writes `report.json` (frame-, video- and per-method
-metrics, see training.metrics), `predictions.csv`, `roc.png` and `confusion_matrix.png`.
+metrics, see training.metrics, and the operating points of training.thresholds on P(fake) scaled by the
+model's calibrated temperature), `predictions.csv`, `roc.png` and `confusion_matrix.png`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader, Subset
 
 from fmca_rt.errors import FMCAError
+from fmca_rt.operating_points import Calibration, OperatingPoint
 
 from .data import describe, load_split, split_folder
 from .dataset import FaceCropDataset, Item, collate
@@ -27,6 +30,7 @@ from .distributed import DistributedContext, all_gather_objects
 from .metrics import compute_metrics
 from .model import FMCANet
 from .plots import plot_confusion_matrix, plot_roc
+from .thresholds import format_points, operating_points
 
 
 @torch.no_grad()
@@ -34,22 +38,24 @@ def predict(model: FMCANet, dataset: FaceCropDataset, batch_size: int, context: 
             workers: int = 0, progress=None) -> dict:
     """Fake probabilities for every readable item of `dataset`, each process predicting its share.
 
-    Returns arrays in dataset order (`indices`, `labels`, `probabilities`) and the `unreadable` paths,
-    identical on every process.
+    Returns arrays in dataset order (`indices`, `labels`, `probabilities`, `logits` N x C for calibration)
+    and the `unreadable` paths, identical on every process.
     """
     model.eval()
     shard = Subset(dataset, range(context.rank, len(dataset), context.world_size))
     loader = DataLoader(shard, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
-    indices, probabilities, unreadable = [], [], []
+    indices, probabilities, all_logits, unreadable = [], [], [], []
     for batch in (progress(loader) if progress else loader):
         unreadable.extend(batch["unreadable"])
         if batch["pixels"] is None:
             continue
         logits = model(batch["pixels"].to(context.device, non_blocking=True))
         probabilities.append(torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy())
+        all_logits.append(logits.float().cpu().numpy())
         indices.append(batch["indices"].numpy())
     local = (np.concatenate(indices) if indices else np.zeros(0, np.int64),
-             np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32), unreadable)
+             np.concatenate(probabilities) if probabilities else np.zeros(0, np.float32), unreadable,
+             np.concatenate(all_logits) if all_logits else np.zeros((0, model.config.num_classes), np.float32))
     parts = all_gather_objects(context, local)
     all_indices = np.concatenate([p[0] for p in parts])
     order = np.argsort(all_indices, kind="stable")
@@ -57,15 +63,22 @@ def predict(model: FMCANet, dataset: FaceCropDataset, batch_size: int, context: 
     labels = dataset.labels()[all_indices]
     return {"indices": all_indices, "labels": labels,
             "probabilities": np.concatenate([p[1] for p in parts])[order].astype(np.float64),
+            "logits": np.concatenate([p[3] for p in parts])[order].astype(np.float64),
             "unreadable": sorted(path for p in parts for path in p[2])}
 
 
-def evaluation_report(dataset: FaceCropDataset, predictions: dict, threshold: float = 0.5) -> dict:
+def evaluation_report(dataset: FaceCropDataset, predictions: dict, threshold: float = 0.5,
+                      temperature: float = 1.0) -> dict:
     items = [dataset.items[i] for i in predictions["indices"]]
     report = compute_metrics(predictions["labels"], predictions["probabilities"],
                              methods=[item.method for item in items], videos=[item.video for item in items],
                              threshold=threshold)
     report["unreadable_images"] = len(predictions["unreadable"])
+    labels = predictions["labels"]
+    if 0 < labels.sum() < labels.size:  # thresholds need both classes
+        scores = Calibration(temperature).fake_probability(predictions["logits"], 1)
+        report["temperature"] = temperature
+        report["operating_points"] = [asdict(p) for p in operating_points(labels, scores)]
     return report
 
 
@@ -114,7 +127,8 @@ def main(argv=None) -> int:
         dataset = FaceCropDataset([Item(s) for s in samples], model.config, on_unreadable="skip")
         print(f"Evaluating {args.checkpoint} on {folder}: {describe(samples)}")
         predictions = predict(model, dataset, args.batch_size, DistributedContext(device=device), args.workers)
-        report = evaluation_report(dataset, predictions, args.threshold)
+        report = evaluation_report(dataset, predictions, args.threshold,
+                                   Calibration.from_dict(model.calibration, args.checkpoint).temperature)
         report.update(checkpoint=str(args.checkpoint), data=str(folder))
         write_outputs(Path(args.out), dataset, predictions, report)
     except FMCAError as error:
@@ -125,6 +139,9 @@ def main(argv=None) -> int:
           f"AP {_fmt(frame['average_precision'])}; video AUC {_fmt(report['video']['auc'])}")
     for method, values in report.get("per_method", {}).items():
         print(f"  {method}: AUC {_fmt(values['auc'])} ({values['fake']} fake vs {values['real']} real)")
+    if "operating_points" in report:
+        print(f"operating points on P(fake) at temperature {report['temperature']:.4g}:")
+        print(format_points([OperatingPoint(**p) for p in report["operating_points"]], frame["real"], frame["fake"]))
     if predictions["unreadable"]:
         print(f"skipped {len(predictions['unreadable'])} unreadable images, e.g. {predictions['unreadable'][0]}")
     print(f"report: {Path(args.out) / 'report.json'}")

@@ -91,12 +91,11 @@ def operating_points(labels: Sequence[int], scores: Sequence[float],
     return (equal_error_point(curve), *(point_at_fpr(curve, t) for t in target_fprs), best_accuracy_point(curve))
 
 
-def format_points(points: Sequence[OperatingPoint], curve: RocCurve | None = None) -> str:
-    """A plain-text table; with the curve it also notes how coarse each FPR target is on this folder."""
+def format_points(points: Sequence[OperatingPoint], num_real: int | None = None, num_fake: int | None = None) -> str:
+    """A plain-text table; with the counts it also says how coarse an FPR target is on this folder."""
     lines = [f"{'operating point':<16} {'threshold':>10} {'TPR':>8} {'FPR':>8}"]
     for p in points:
         lines.append(f"{p.name:<16} {p.threshold:>10.4g} {p.tpr:>8.2%} {p.fpr:>8.2%}")
-    if curve is not None:
-        lines.append(f"({curve.num_real} real, {curve.num_fake} fake; one false positive is "
-                     f"{1 / curve.num_real:.2%} FPR)")
+    if num_real:
+        lines.append(f"({num_real} real, {num_fake} fake images; one false positive is {1 / num_real:.2%} FPR)")
     return "\n".join(lines)
