@@ -10,6 +10,7 @@ from .base import Backend
 
 # name -> (module, class); a new backend is one line here and a module with a Backend subclass.
 BACKENDS = {
+    "cpu": ("fmca_rt.backends.onnxruntime_cpu", "CpuBackend"),  # the CPU mode: ONNX Runtime INT8, tuned
     "onnxruntime": ("fmca_rt.backends.onnxruntime", "OnnxRuntimeBackend"),
     "tensorrt": ("fmca_rt.backends.tensorrt", "TensorRTBackend"),
     "torch": ("fmca_rt.backends.torch", "TorchBackend"),

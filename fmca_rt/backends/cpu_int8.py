@@ -1,0 +1,105 @@
+"""The INT8 form of a float32 FMCA-Net ONNX file that the CPU mode runs, made once and cached.
+
+What is quantized, and why (measured with `fmca-rt benchmark`, see benchmarks/RESULTS.md): the weights of
+the matrix products with a constant operand (the ViT's qkv/proj/fc1/fc2, FTMA, SFCM projections, head) to
+INT8 per output channel, their activations to UINT8 at run time (ONNX Runtime's DynamicQuantizeMatMul,
+whose kernels use the CPU's VNNI dot products). Left in float32: the attention score and value products
+(both operands are activations), softmax, normalization, GELU, and the frequency CNN's convolutions, for
+which ONNX Runtime's integer convolution (ConvInteger) is several times slower than its float32 one.
+Dynamic quantization needs no calibration data, so any exported model can run in the CPU mode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import DependencyError
+from ..metadata import ModelMetadata
+from .base import BackendError
+
+QUANTIZED_OP_TYPES = ["MatMul", "Gemm"]
+PRECISION = "int8-dynamic"  # written to the cached model's metadata (`extra.precision`)
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fmca-rt" / "cpu"
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class _WithoutPreprocessingHint(logging.Filter):
+    """ONNX Runtime's quantizer suggests its shape-inference pre-pass on every call (a root-logger warning).
+    For FMCA-Net it quantizes the same 70 matrix products with or without the pre-pass, so the hint is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+
+def quantize_for_cpu(float_onnx: str | Path, output: str | Path) -> Path:
+    """Write the INT8 form of `float_onnx` to `output` (atomically: a failure leaves no partial file)."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise DependencyError("The cpu backend quantizes the model once and needs onnxruntime and onnx: "
+                              "pip install 'fmca-rt[cpu]'.") from None
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
+    os.close(handle)
+    try:
+        model = onnx.load(str(float_onnx))
+        hint = _WithoutPreprocessingHint()
+        logging.getLogger().addFilter(hint)
+        try:
+            quantize_dynamic(model, temporary, op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True,
+                             weight_type=QuantType.QInt8)
+        finally:
+            logging.getLogger().removeFilter(hint)
+        quantized = onnx.load(temporary)
+        _mark_precision(quantized, model)
+        onnx.save(quantized, temporary)
+        os.replace(temporary, output)
+    except (RuntimeError, ValueError, onnx.checker.ValidationError) as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BackendError(f"Cannot quantize {float_onnx} for the CPU: {reason}") from None
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+    return output
+
+
+def _mark_precision(quantized, original) -> None:
+    """Carry the float model's fmca-rt metadata over, saying the weights are now INT8."""
+    props = {p.key: p.value for p in original.metadata_props}
+    metadata = ModelMetadata.from_onnx_props(props, "the float32 model")
+    marked = dataclasses.replace(metadata, extra={**metadata.extra, "precision": PRECISION})
+    del quantized.metadata_props[:]
+    for key, value in {**props, **marked.to_onnx_props()}.items():
+        quantized.metadata_props.add(key=key, value=value)
+
+
+def cached_int8_model(float_onnx: str | Path, cache_dir: str | Path | None = None) -> Path:
+    """The INT8 form of `float_onnx`, quantized on first use and then read from the cache (keyed by the
+    float model's SHA-256, so a re-exported model is quantized again)."""
+    float_onnx = Path(float_onnx)
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = cache_dir / f"{file_sha256(float_onnx)[:32]}.int8.onnx"
+    if not cached.is_file():
+        try:
+            quantize_for_cpu(float_onnx, cached)
+        except OSError as error:
+            raise BackendError(f"Cannot write the CPU model cache {cached}: {error.strerror}; "
+                               "set XDG_CACHE_HOME to a writable folder.") from None
+    return cached

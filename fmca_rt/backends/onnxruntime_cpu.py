@@ -1,0 +1,90 @@
+"""The CPU mode: `Detector("model.onnx", backend="cpu")`, FMCA-Net's fastest path on a plain CPU.
+
+ONNX Runtime on the INT8 form of the model (see cpu_int8.py for what is quantized and why), with every graph
+optimization on and one compute thread per usable core. A float32 ONNX file is quantized on first use and
+cached; an already quantized file (metadata precision int8, e.g. `python -m export.onnx --int8`) runs as is.
+`fmca-rt benchmark` measures it against PyTorch and the other ONNX Runtime forms, with its accuracy.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..errors import DependencyError
+from ..metadata import ModelMetadata
+from .base import BackendError
+from .cpu_int8 import cached_int8_model
+from .onnxruntime import OnnxRuntimeBackend
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))  # a container's CPU set, not the host's core count
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def session_options(ort, threads: int | None = None):
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or usable_cores()
+    options.inter_op_num_threads = 1
+    return options
+
+
+def _is_quantized(model_path) -> bool:
+    try:
+        import onnx
+    except ImportError:
+        raise DependencyError("The cpu backend reads the model's metadata with 'onnx', which is not installed: "
+                              "pip install 'fmca-rt[cpu]'.") from None
+    try:
+        model = onnx.load(str(model_path), load_external_data=False)
+    except Exception:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise BackendError(f"{model_path} is not a readable ONNX model.") from None
+    props = {p.key: p.value for p in model.metadata_props}
+    return ModelMetadata.from_onnx_props(props, str(model_path)).extra.get("precision", "float32") != "float32"
+
+
+class CpuBackend(OnnxRuntimeBackend):
+    """ONNX Runtime, INT8, CPU only. `threads` defaults to the cores this process may use."""
+
+    name = "cpu"
+
+    def __init__(self, model_path, device: str | None = None, threads: int | None = None, cache_dir=None):
+        if device not in (None, "cpu"):
+            raise BackendError(f"The cpu backend runs on the CPU only, not on device {device!r}.")
+        super().__init__(model_path, device="cpu")
+        self.threads = threads
+        self.cache_dir = cache_dir
+        self.int8_path = None
+
+    def activate_impl(self) -> ModelMetadata:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise DependencyError("The cpu backend needs ONNX Runtime, but 'onnxruntime' is not installed: "
+                                  "pip install 'fmca-rt[cpu]'.") from None
+        if self.model_path.suffix.lower() != ".onnx":
+            raise BackendError(f"The cpu backend runs ONNX models; export {self.model_path.name} first with "
+                               "`python -m export.onnx`.")
+        self.int8_path = self.model_path if _is_quantized(self.model_path) else \
+            cached_int8_model(self.model_path, self.cache_dir)
+        try:
+            self._session = ort.InferenceSession(str(self.int8_path), session_options(ort, self.threads),
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as error:  # ONNX Runtime's pybind exception types are not importable by name
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise BackendError(f"ONNX Runtime cannot load {self.int8_path}: {reason}") from None
+        props = self._session.get_modelmeta().custom_metadata_map
+        metadata = ModelMetadata.from_onnx_props(props, source=str(self.model_path))
+        batch = self._session.get_inputs()[0].shape[0]
+        if isinstance(batch, int) and batch > 0:
+            self.batch_limits = (batch, batch)
+        return metadata
+
+    def describe_impl(self) -> str:
+        threads = self.threads or usable_cores()
+        return f"ONNX Runtime INT8, {threads} threads"

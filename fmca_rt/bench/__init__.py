@@ -1,0 +1,15 @@
+"""Latency benchmarks: every form of a model side by side against PyTorch eager float32 (`fmca-rt benchmark`).
+
+    machine.py    what the run was on (CPU, features, cores, GPU, library versions, load)
+    variants.py   the forms compared (torch float32/bfloat16, ONNX Runtime float32/INT8, the CPU mode, TensorRT)
+    artifacts.py  the files they run, exported from one checkpoint
+    accuracy.py   real face crops and the output deltas against float32
+    stats.py      percentiles, the memory sampler
+    runner.py     the interleaved timing loop and the result dict
+    report.py     Markdown tables
+    command.py    the command-line entry
+"""
+
+from .runner import SCHEMA, Settings, run_benchmark
+
+__all__ = sorted(["SCHEMA", "Settings", "run_benchmark"])

@@ -1,0 +1,66 @@
+"""The benchmark result as Markdown: the machine, the latency table with speed-ups, and the accuracy table."""
+
+from __future__ import annotations
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else (f"{value:.1f}" if value >= 10 else f"{value:.2f}")
+
+
+def _mb(value) -> str:
+    return "n/a" if value is None else f"{value:.0f}"
+
+
+def machine_lines(result: dict) -> list[str]:
+    machine, load = result["machine"], result["load_average"]
+    libraries = ", ".join(f"{name} {version}" for name, version in machine["libraries"].items())
+    settings = result["settings"]
+    return [
+        f"- CPU: {machine['cpu']} ({machine['cores']} usable cores; {' '.join(machine['cpu_features']) or 'no'}"
+        f" SIMD features of note); GPU: {machine['gpu'] or 'none'}; {machine['os']}",
+        f"- Libraries: {libraries}",
+        f"- Model: {result['model']['description']}",
+        f"- Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']}",
+        f"- {settings['iters']} timed iterations per row after {settings['warmup']} warm-up, in "
+        f"{settings['rounds']} interleaved rounds; medians (p50) and percentiles in milliseconds",
+    ]
+
+
+LATENCY_HEADER = ("| variant | batch | infer p50 | p90 | p99 | preprocess p50 | postprocess p50 | faces/s "
+                  "| frame p50 | speed-up (infer) | speed-up (frame) | host MB load / peak RSS | GPU MB |")
+
+
+def latency_table(result: dict) -> list[str]:
+    lines = [LATENCY_HEADER, "|" + "---|" * LATENCY_HEADER.count(" | ") + "---|"]
+    for row in result["results"]:
+        latency, memory = row["latency_ms"], row["host_memory_mb"]
+        frame = row["frame_ms"]["p50"] if row["frame_ms"] else None
+        frame_speedup = "n/a" if row["frame_speedup_vs_baseline"] is None else f"{row['frame_speedup_vs_baseline']:.2f}x"
+        lines.append(
+            f"| {row['variant']} | {row['batch']} | {_ms(latency['infer']['p50'])} | {_ms(latency['infer']['p90'])} "
+            f"| {_ms(latency['infer']['p99'])} | {_ms(latency['preprocess']['p50'])} "
+            f"| {_ms(latency['postprocess']['p50'])} | {row['throughput_faces_per_s']:.1f} | {_ms(frame)} "
+            f"| {row['speedup_vs_baseline']:.2f}x | {frame_speedup} | {_mb(memory['load'])} / {_mb(memory['peak_rss'])} "
+            f"| {_mb(row['gpu_memory_mb'])} |")
+    return lines
+
+
+def accuracy_table(result: dict) -> list[str]:
+    if not result["accuracy"]:
+        return ["(no real face crops available: install matplotlib and scikit-image for the accuracy check)"]
+    lines = ["| variant | crops | max abs delta logit | max abs delta P(fake) | mean abs delta P(fake) |",
+             "|---|---|---|---|---|"]
+    for row in result["accuracy"]:
+        lines.append(f"| {row['variant']} | {row['crops']} | {row['max_abs_logit_diff']:.2e} "
+                     f"| {row['max_abs_fake_prob_diff']:.4f} | {row['mean_abs_fake_prob_diff']:.4f} |")
+    return lines
+
+
+def markdown(result: dict) -> str:
+    lines = machine_lines(result) + ["", *latency_table(result), "",
+                                     f"Outputs against {result['baseline']} on real face crops:", "",
+                                     *accuracy_table(result)]
+    if result["skipped"]:
+        lines += ["", "Not run:"] + [f"- {s['variant']}: {s['reason']}" for s in result["skipped"]]
+    lines += ["", "Variants:"] + [f"- {name}: {summary}" for name, summary in result["variants"].items()]
+    return "\n".join(lines)

@@ -1,0 +1,100 @@
+"""`fmca-rt benchmark --quick` on a tiny model: the JSON schema, the Markdown tables, the accuracy oracle,
+and one-sentence errors. No timing is asserted (speed is reported by the benchmark, not tested)."""
+
+import json
+
+import pytest
+
+from fmca_rt.bench.runner import SCHEMA, STAGES
+from fmca_rt.bench.variants import BASELINE, DEFAULT_VARIANTS
+from fmca_rt.cli import main
+
+from sdk_models import tiny_checkpoint
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+PERCENTILE_KEYS = {"n", "p50", "p90", "p99"}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    code = main(["benchmark", "--model", str(tiny_checkpoint()), "--quick", "--batch", "1,2", "--work-dir",
+                 str(folder / "work"), "--json", str(folder / "result.json"), "--markdown", str(folder / "result.md")])
+    assert code == 0
+    return json.loads((folder / "result.json").read_text()), (folder / "result.md").read_text(), folder
+
+
+def test_result_has_a_row_per_variant_and_batch_with_every_stage(quick_run):
+    result, _, _ = quick_run
+    assert result["schema"] == SCHEMA and result["baseline"] == BASELINE
+    assert result["skipped"] == []
+    rows = {(row["variant"], row["batch"]): row for row in result["results"]}
+    assert set(rows) == {(name, batch) for name in DEFAULT_VARIANTS for batch in (1, 2)}
+    for (name, batch), row in rows.items():
+        assert set(row["latency_ms"]) == set(STAGES)
+        for stage in STAGES:
+            stats = row["latency_ms"][stage]
+            assert set(stats) == PERCENTILE_KEYS and stats["n"] == result["settings"]["iters"]
+            assert 0 < stats["p50"] <= stats["p90"] <= stats["p99"]
+        assert row["throughput_faces_per_s"] > 0 and row["speedup_vs_baseline"] > 0
+        assert (row["frame_ms"] is not None) == (batch == 1)  # the video frame is timed at batch 1
+        assert row["host_memory_mb"]["peak_rss"] > 0
+    assert rows[(BASELINE, 1)]["speedup_vs_baseline"] == 1.0
+
+
+def test_result_describes_the_machine_and_the_load(quick_run):
+    result, _, _ = quick_run
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"]
+    assert {"python", "numpy", "onnxruntime", "torch"} <= set(machine["libraries"])
+    assert len(result["load_average"]["before"]) == 3
+
+
+def test_accuracy_against_pytorch_float32_on_real_face_crops(quick_run):
+    """ONNX Runtime float32 must compute PyTorch's logits (an independent engine as the oracle); every
+    quantized form must stay within the issue's bound on P(fake)."""
+    result, _, _ = quick_run
+    accuracy = {row["variant"]: row for row in result["accuracy"]}
+    assert set(accuracy) == set(DEFAULT_VARIANTS)
+    assert accuracy[BASELINE]["max_abs_logit_diff"] == 0.0
+    assert accuracy["onnxruntime-fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert accuracy["cpu"]["crops"] >= 32
+    for name in ("cpu", "torch-bf16", "onnxruntime-int8-dynamic", "onnxruntime-int8-static"):
+        assert 0.0 < accuracy[name]["max_abs_fake_prob_diff"] <= 0.01, name  # > 0: it really ran reduced
+
+
+def test_markdown_has_both_tables_and_the_load(quick_run):
+    _, text, _ = quick_run
+    assert "Load average" in text and "| variant | batch | infer p50 |" in text
+    for name in DEFAULT_VARIANTS:
+        assert f"| {name} | 1 |" in text and f"| {name} | 2 |" in text
+
+
+def test_a_second_run_reuses_the_exported_files(quick_run, capsys):
+    _, _, folder = quick_run
+    exported = sorted((folder / "work").glob("*.onnx"))
+    stamps = [path.stat().st_mtime_ns for path in exported]
+    assert main(["benchmark", "--model", str(tiny_checkpoint()), "--quick", "--no-frame", "--backends",
+                 "onnxruntime-fp32,onnxruntime-int8-static", "--work-dir", str(folder / "work")]) == 0
+    assert [path.stat().st_mtime_ns for path in exported] == stamps
+    assert "frame p50" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--model", "missing.pth"], "does not exist"),
+    (["--model", "model.onnx"], "starts from the checkpoint"),
+    (["--model", "nonsense"], "must be a checkpoint"),
+    (["--model", "tiny", "--backends", "torch-fp32,warp-drive"], "Unknown benchmark backend warp-drive"),
+    (["--model", "tiny", "--backends", "cpu", "--device", "cuda"], "run on the CPU only"),
+])
+def test_user_mistakes_get_one_sentence_and_exit_status_2(arguments, message, capsys):
+    assert main(["benchmark", "--quick", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert message in error and "Traceback" not in error
+
+
+def test_a_tensorrt_row_without_an_engine_is_reported_as_not_run(tmp_path, capsys):
+    assert main(["benchmark", "--model", str(tiny_checkpoint()), "--quick", "--no-frame", "--backends", "tensorrt",
+                 "--work-dir", str(tmp_path)]) == 0
+    assert "- tensorrt: The tensorrt variant runs a prebuilt engine: pass --engine FILE" in capsys.readouterr().out

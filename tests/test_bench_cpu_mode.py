@@ -1,0 +1,74 @@
+"""The CPU mode (`backend="cpu"`): ONNX Runtime on the model's INT8 form, checked against the float32 model
+run by ONNX Runtime's default session, plus its cache and its errors."""
+
+import numpy as np
+import pytest
+
+from fmca_rt import Detector
+from fmca_rt.backends import create_backend
+from fmca_rt.backends.base import BackendError
+from fmca_rt.backends.cpu_int8 import PRECISION, cached_int8_model, quantize_for_cpu
+from fmca_rt.backends.onnxruntime_cpu import CpuBackend
+
+from sdk_images import grace_hopper_bgr
+from sdk_models import tiny_onnx
+
+ort = pytest.importorskip("onnxruntime")
+onnx = pytest.importorskip("onnx")
+
+
+def float_logits(path, pixels):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"pixels": pixels})[0]
+
+
+def test_cpu_mode_runs_int8_and_stays_close_to_float32(tmp_path):
+    pixels = np.random.default_rng(0).standard_normal((3, 3, 112, 112)).astype(np.float32)
+    with CpuBackend(tiny_onnx(), cache_dir=tmp_path) as backend:
+        logits = backend.infer(pixels)
+        quantized = onnx.load(str(backend.int8_path))
+        assert backend.metadata.extra["precision"] == PRECISION
+    op_types = {node.op_type for node in quantized.graph.node}
+    assert "DynamicQuantizeLinear" in op_types or "DynamicQuantizeMatMul" in op_types
+    difference = np.abs(logits - float_logits(tiny_onnx(), pixels)).max()
+    assert 0.0 < difference < 0.05  # quantized (not the float graph), and close to it
+
+
+def test_the_int8_model_is_cached_and_reused(tmp_path):
+    first = cached_int8_model(tiny_onnx(), tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert cached_int8_model(tiny_onnx(), tmp_path) == first and first.stat().st_mtime_ns == stamp
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary file left behind
+
+
+def test_an_already_quantized_file_runs_as_is(tmp_path):
+    int8 = quantize_for_cpu(tiny_onnx(), tmp_path / "given.int8.onnx")
+    with CpuBackend(int8, cache_dir=tmp_path / "cache") as backend:
+        assert backend.int8_path == int8
+    assert not (tmp_path / "cache").exists()
+
+
+def test_detector_with_the_cpu_backend_scores_a_real_face(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert isinstance(create_backend(tiny_onnx(), "cpu"), CpuBackend)
+    with Detector(tiny_onnx(), backend="cpu") as detector:
+        result = detector.predict(grace_hopper_bgr())
+        assert "cpu" in repr(detector)
+    assert len(result.faces) == 1 and 0.0 <= result.fake_prob <= 1.0
+    assert list((tmp_path / "fmca-rt" / "cpu").glob("*.int8.onnx"))
+
+
+def test_cpu_backend_refuses_a_gpu_and_non_onnx_models(tmp_path):
+    with pytest.raises(BackendError, match="CPU only"):
+        CpuBackend(tiny_onnx(), device="cuda")
+    checkpoint = tmp_path / "model.pth"
+    checkpoint.write_bytes(b"not used")
+    with pytest.raises(BackendError, match="runs ONNX models"):
+        CpuBackend(checkpoint).activate()
+
+
+def test_a_file_that_is_not_onnx_gives_one_sentence(tmp_path):
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not a protobuf")
+    with pytest.raises(BackendError, match="broken.onnx is not a readable ONNX model"):
+        CpuBackend(broken, cache_dir=tmp_path).activate()
