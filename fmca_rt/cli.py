@@ -2,6 +2,7 @@
 
     fmca-rt predict PATH... --model M [--json OUT] [--explain DIR]   images, folders, globs
     fmca-rt video SOURCE --model M [--output OUT.mp4|display://0] [--jsonl OUT] [--summary OUT]
+    fmca-rt serve --model M [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001]   Triton server
 
 Each command is an entry in COMMANDS: a function adding its options and one running it. Exit status: 0 when
 everything was processed, 1 when some input was bad (reported and skipped; the rest completed) or a stream
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
+from .serve.command import add_serve_arguments, run_serve
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
 
@@ -163,6 +165,8 @@ COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "video": ("P(fake) over a video, image sequence, camera or stream", add_video_arguments, run_video),
     "benchmark": ("latency of every form of a model side by side, against PyTorch eager float32",
                   add_benchmark_arguments, run_benchmark_command),
+    "serve": ("the model's classifier behind a Triton Inference Server (PyTriton), loopback by default",
+              add_serve_arguments, run_serve),
 }
 
 
