@@ -300,3 +300,13 @@ def test_stopping_early_keeps_what_was_analysed(detector, tmp_path):
     iterator.close()  # the consumer stops (as on Ctrl-C)
     assert [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()] == [r.index for r in first_three]
     assert json.loads(summary_path.read_text())["frames_analysed"] == 3
+
+
+def test_an_unwritable_output_fails_before_capture_and_leaves_nothing(detector, tmp_path):
+    folder = write_video_folder(moving_face_frames(2), tmp_path / "frames")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    run = detector.stream(folder, output=tmp_path / "out.mp4", jsonl=blocker / "frames.jsonl")
+    with pytest.raises(OutputError, match="Cannot write results"):
+        list(run)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "frames"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import FMCAError
+from ..errors import FMCAError, OutputError
 from ..faces import crop_faces
 from ..latency import LatencyStats
 from ..results import NO_FACE, FaceResult, draw_faces
@@ -80,8 +80,17 @@ class VideoPipeline:
     def __iter__(self) -> Iterator[FrameResult]:
         if self._capture.ident is not None:
             raise FMCAError("A video pipeline runs once; call detector.stream(source) again for another run.")
-        frame_sink = open_frame_sink(self.output, self.fps)
-        jsonl = JsonLinesSink(self.jsonl_path) if self.jsonl_path else None
+        frame_sink = jsonl = None
+        try:
+            frame_sink = open_frame_sink(self.output, self.fps)
+            jsonl = JsonLinesSink(self.jsonl_path) if self.jsonl_path else None
+        except (FMCAError, OSError) as error:
+            self._reader.close()
+            if frame_sink:
+                frame_sink.close()
+            if isinstance(error, FMCAError):
+                raise
+            raise OutputError(f"Cannot write results: {error}.") from None
         self._stats = {"processed": 0, "with_faces": 0, "bad": 0, "frame_scores": [], "errors": []}
         started = self._started_at = time.perf_counter()
         self._capture.start()
