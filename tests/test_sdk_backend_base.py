@@ -61,11 +61,13 @@ def test_context_manager_activates_and_releases(model_file):
     ((1, 3), 7, [3, 3, 1]),
     ((4, 4), 7, [4, 4]),    # a fixed-batch engine: the last chunk is padded
     ((4, 4), 2, [4]),
+    ((1, None), 0, []),     # no faces: no call, an empty answer
 ])
 def test_batches_are_split_and_padded_within_the_limits(model_file, limits, batch, expected_calls):
     with ChannelMeanBackend(model_file, limits=limits) as backend:
         out = backend.infer(pixels(batch))
         assert backend.seen_batches == expected_calls
+    assert out.shape == (batch, 2)
     np.testing.assert_allclose(out, pixels(batch)[:, :2].mean(axis=(2, 3)), rtol=1e-6)
 
 

@@ -80,11 +80,10 @@ class Backend:
             raise BackendError(f"The {self.name} backend is not active; call activate() or use it in a with block.")
         self._check_input(pixels)
         start = time.perf_counter()
-        chunks = [self._infer_chunk(pixels[i:i + self._max_chunk(len(pixels))])
-                  for i in range(0, len(pixels), self._max_chunk(len(pixels)))]
+        step = self._max_chunk(len(pixels))
+        chunks = [self._infer_chunk(pixels[i:i + step]) for i in range(0, len(pixels), step)]
         self.last_inference_time = time.perf_counter() - start
-        logits = np.concatenate(chunks) if chunks else np.zeros((0, len(self.metadata.class_names)), np.float32)
-        return logits
+        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.metadata.class_names)), np.float32)
 
     # ---- checks and batching --------------------------------------------------------------------------
     def _check_input(self, pixels: np.ndarray) -> None:
@@ -98,7 +97,7 @@ class Backend:
 
     def _max_chunk(self, batch: int) -> int:
         largest = self.batch_limits[1]
-        return batch if largest is None else max(min(batch, largest), 1)
+        return max(batch if largest is None else min(batch, largest), 1)
 
     def _infer_chunk(self, chunk: np.ndarray) -> np.ndarray:
         real = len(chunk)
