@@ -11,7 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import onnx
 
+from fmca_rt.errors import DependencyError
 from fmca_rt.metadata import ModelMetadata
 
 
@@ -70,11 +72,26 @@ def validate(run_engine, run_reference, metadata: ModelMetadata, batch: int, tol
     return AccuracyReport(cases, tolerance)
 
 
+def _cpu_session(onnx_path):
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    if any(node.domain == "fmca" for node in model.graph.node):
+        try:
+            from .ort_session import cpu_session  # plugin nodes run their PyTorch references: needs torch
+        except ImportError as error:
+            raise DependencyError(f"Checking a plugin graph on the CPU needs {error.name}: pip install "
+                                  "'fmca-rt[export]', or build with --no-validate.") from None
+        return cpu_session(onnx_path)
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise DependencyError("Validating the engine needs onnxruntime: pip install onnxruntime, or build with "
+                              "--no-validate.") from None
+    return ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+
+
 def onnx_runner(onnx_path, metadata: ModelMetadata, fixed_batch=None):
     """An ONNX file run by ONNX Runtime on the CPU, batch by batch when the ONNX has a fixed batch size."""
-    from .ort_session import cpu_session
-
-    session = cpu_session(onnx_path)
+    session = _cpu_session(onnx_path)
     step = fixed_batch if isinstance(fixed_batch, int) and fixed_batch > 0 else None
 
     def run(pixels: np.ndarray) -> np.ndarray:
