@@ -20,19 +20,29 @@ class OnnxRuntimeBackend(Backend):
         except ImportError:
             raise DependencyError("The onnxruntime backend needs ONNX Runtime, but 'onnxruntime' is not installed: "
                                   "pip install onnxruntime (or onnxruntime-gpu for CUDA).") from None
-        options = ort.SessionOptions()
-        options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
+        session_path = self.session_model_path()
         try:
-            self._session = ort.InferenceSession(str(self.model_path), options, providers=self._providers(ort))
+            self._session = ort.InferenceSession(str(session_path), self.session_options(ort),
+                                                 providers=self._providers(ort))
         except Exception as error:  # ONNX Runtime raises its own pybind exception types, not importable by name
             reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise BackendError(f"ONNX Runtime cannot load {self.model_path}: {reason}") from None
+            raise BackendError(f"ONNX Runtime cannot load {session_path}: {reason}") from None
         props = self._session.get_modelmeta().custom_metadata_map
         metadata = ModelMetadata.from_onnx_props(props, source=str(self.model_path))
         batch = self._session.get_inputs()[0].shape[0]
         if isinstance(batch, int) and batch > 0:
             self.batch_limits = (batch, batch)
         return metadata
+
+    def session_model_path(self):
+        """The file the session loads (the cpu backend substitutes the model's INT8 form)."""
+        return self.model_path
+
+    def session_options(self, ort):
+        """The session's options (the cpu backend tunes threads and graph optimizations)."""
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # errors only; ONNX Runtime's warnings are not the user's business
+        return options
 
     def _providers(self, ort) -> list:
         available = ort.get_available_providers()

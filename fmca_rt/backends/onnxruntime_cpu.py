@@ -2,13 +2,14 @@
 
 ONNX Runtime on the INT8 form of the model (see cpu_int8.py for what is quantized and why), with every graph
 optimization on and one compute thread per usable core. A float32 ONNX file is quantized on first use and
-cached; an already quantized file (metadata precision int8, e.g. `python -m export.onnx --int8`) runs as is.
-`fmca-rt benchmark` measures it against PyTorch and the other ONNX Runtime forms, with its accuracy.
+cached; an already quantized file (metadata precision other than float32, e.g. `python -m export.onnx
+--int8`) runs as is. `fmca-rt benchmark` measures it against PyTorch and the other ONNX Runtime forms.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from ..errors import DependencyError
 from ..metadata import ModelMetadata
@@ -24,17 +25,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def session_options(ort, threads: int | None = None):
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or usable_cores()
-    options.inter_op_num_threads = 1
-    return options
-
-
-def _is_quantized(model_path) -> bool:
+def _is_quantized(model_path: Path) -> bool:
     try:
         import onnx
     except ImportError:
@@ -49,7 +40,8 @@ def _is_quantized(model_path) -> bool:
 
 
 class CpuBackend(OnnxRuntimeBackend):
-    """ONNX Runtime, INT8, CPU only. `threads` defaults to the cores this process may use."""
+    """ONNX Runtime, INT8, CPU only. `threads` defaults to the cores this process may use; `cache_dir` holds
+    the INT8 forms of float32 models (default ~/.cache/fmca-rt/cpu)."""
 
     name = "cpu"
 
@@ -59,32 +51,23 @@ class CpuBackend(OnnxRuntimeBackend):
         super().__init__(model_path, device="cpu")
         self.threads = threads
         self.cache_dir = cache_dir
-        self.int8_path = None
+        self.int8_path: Path | None = None
 
-    def activate_impl(self) -> ModelMetadata:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise DependencyError("The cpu backend needs ONNX Runtime, but 'onnxruntime' is not installed: "
-                                  "pip install 'fmca-rt[cpu]'.") from None
+    def session_model_path(self) -> Path:
         if self.model_path.suffix.lower() != ".onnx":
             raise BackendError(f"The cpu backend runs ONNX models; export {self.model_path.name} first with "
                                "`python -m export.onnx`.")
         self.int8_path = self.model_path if _is_quantized(self.model_path) else \
             cached_int8_model(self.model_path, self.cache_dir)
-        try:
-            self._session = ort.InferenceSession(str(self.int8_path), session_options(ort, self.threads),
-                                                 providers=["CPUExecutionProvider"])
-        except Exception as error:  # ONNX Runtime's pybind exception types are not importable by name
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-            raise BackendError(f"ONNX Runtime cannot load {self.int8_path}: {reason}") from None
-        props = self._session.get_modelmeta().custom_metadata_map
-        metadata = ModelMetadata.from_onnx_props(props, source=str(self.model_path))
-        batch = self._session.get_inputs()[0].shape[0]
-        if isinstance(batch, int) and batch > 0:
-            self.batch_limits = (batch, batch)
-        return metadata
+        return self.int8_path
+
+    def session_options(self, ort):
+        options = super().session_options(ort)
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.intra_op_num_threads = self.threads or usable_cores()
+        options.inter_op_num_threads = 1
+        return options
 
     def describe_impl(self) -> str:
-        threads = self.threads or usable_cores()
-        return f"ONNX Runtime INT8, {threads} threads"
+        return f"ONNX Runtime INT8, {self.threads or usable_cores()} threads"
