@@ -186,7 +186,7 @@ class Recorder:
                 pass
 
         self.trt = types.SimpleNamespace(
-            Builder=Builder, OnnxParser=Parser, ILogger=ILogger, float32="float32",
+            __version__=f"{generation}.0.0", Builder=Builder, OnnxParser=Parser, ILogger=ILogger, float32="float32",
             BuilderFlag=types.SimpleNamespace(**{n: f"flag:{n}" for n in flag_names}),
             NetworkDefinitionCreationFlag=types.SimpleNamespace(**network_flags),
             MemoryPoolType=types.SimpleNamespace(WORKSPACE="workspace"),
@@ -251,3 +251,82 @@ def test_validation_fails_a_drifting_engine_and_passes_a_faithful_one():
     assert faithful.cases["real faces"][3] == 4  # the four shipped face crops
     drifting = validate(lambda x: reference(x) * [1, 1.5], reference, metadata, batch=4, tolerance=1e-2)
     assert not drifting.passed and drifting.lines()[-1].startswith("FAIL")
+
+
+# ---- the whole build with TensorRT stood in for: which ONNX each generation parses, what lands on disk -------
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    from export.onnx import export_onnx
+    from training.model import FMCANet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), path, verify=False)
+    return path
+
+
+@pytest.mark.parametrize("generation", [10, 11])
+def test_fp16_build_parses_the_graph_its_generation_needs_and_writes_plan_and_sidecar(
+        tiny_onnx, tmp_path, monkeypatch, generation):
+    import onnx
+
+    from export import build_engine as module
+    from export.trt_fp16 import precision_summary
+    from fmca_rt.backends.tensorrt_env import GpuInfo
+    from fmca_rt.backends.tensorrt_sidecar import file_sha256, read_sidecar
+
+    recorder = Recorder(generation, layer_types=["norm", "conv"])
+    parsed = []
+    original_parser = recorder.trt.OnnxParser
+
+    class InspectingParser(original_parser):
+        def parse_from_file(self, path):
+            parsed.append(precision_summary(onnx.load(path)))
+            return super().parse_from_file(path)
+
+    recorder.trt.OnnxParser = InspectingParser
+    monkeypatch.setattr(module, "import_tensorrt", lambda: recorder.trt)
+    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("NVIDIA H100", (9, 0)))
+    output = tmp_path / "fmca.engine"
+    assert main(["--onnx", str(tiny_onnx), "--fp16", "--batch", "1:2:4", "--no-validate", "--output", str(output)]) == 0
+
+    (summary,) = parsed
+    if generation == 10:  # float32 graph + FP16 flag
+        assert summary["fp16"] == 0 and ("flag", "flag:FP16") in recorder.calls
+    else:  # strongly typed: the mixed-precision graph, no flags
+        assert summary["fp16"] > summary["fp32"] and not [c for c in recorder.calls if c[0] == "flag"]
+    assert output.read_bytes() == b"serialized plan"
+    sidecar = read_sidecar(output)
+    assert (sidecar.tensorrt_version, sidecar.compute_capability, sidecar.precision) == (
+        f"{generation}.0.0", (9, 0), "fp16")
+    assert sidecar.batch_profile == (1, 2, 4) and sidecar.onnx_sha256 == file_sha256(tiny_onnx)
+    assert sidecar.strongly_typed == (generation == 11) and sidecar.plugins == ()
+    assert sidecar.metadata.image_size == 56
+    assert parse(shlex.split(sidecar.build_command)[3:]).precision == "fp16"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fmca.engine", "fmca.engine.json"]  # no leftovers
+
+
+def test_plugin_flag_must_match_the_graph(tiny_onnx, tmp_path, monkeypatch, capsys):
+    from export import build_engine as module
+    from fmca_rt.backends.tensorrt_env import GpuInfo
+
+    monkeypatch.setattr(module, "import_tensorrt", lambda: Recorder(11).trt)
+    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("Orin", (8, 7)))
+    output = tmp_path / "fmca.engine"
+    assert main(["--onnx", str(tiny_onnx), "--plugins", "--output", str(output)]) == 1
+    assert "has no fmca plugin nodes; export it with `python -m export.onnx --plugins`" in capsys.readouterr().err
+    assert not output.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_fixed_batch_onnx_needs_a_fixed_profile(tmp_path, monkeypatch, capsys):
+    from export import build_engine as module
+    from export.onnx import export_onnx
+    from fmca_rt.backends.tensorrt_env import GpuInfo
+    from training.model import FMCANet
+
+    fixed = tmp_path / "fixed.onnx"
+    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), fixed, batch=2, verify=False)
+    monkeypatch.setattr(module, "import_tensorrt", lambda: Recorder(10).trt)
+    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("Orin", (8, 7)))
+    assert main(["--onnx", str(fixed), "--batch", "1:4:8", "--output", str(tmp_path / "e.engine")]) == 1
+    assert "fixed batch of 2, so --batch must be 2" in capsys.readouterr().err
