@@ -159,7 +159,7 @@ def run_video(args: argparse.Namespace) -> int:
     return 0
 
 
-# name -> (help, add_arguments, run). `benchmark` (issue 8) adds itself here.
+# name -> (help, add_arguments, run); a new command is one entry here.
 COMMANDS: dict[str, tuple[str, Callable, Callable]] = {
     "predict": ("P(fake) for the faces in images", add_predict_arguments, run_predict),
     "video": ("P(fake) over a video, image sequence, camera or stream", add_video_arguments, run_video),
