@@ -9,9 +9,10 @@ metadata (`FMCAConfig.preprocessing`), so a model is always fed what it was trai
 the `train` extra always have it) Pillow itself does it, so the runtime sees exactly what torchvision fed
 the model. Without Pillow (the numpy + OpenCV core, e.g. on a Jetson) a NumPy port of Pillow's algorithm
 runs: a separable filter whose triangle kernel widens with the downscale factor, weights in 22-bit fixed
-point, a horizontal then a vertical pass, each rounded and clipped to uint8. Each pass is bit-exact with
-Pillow; Pillow 13 sometimes runs the vertical pass first, so a crop resized along both axes can differ by
-one grey level on a few pixels (tests/test_sdk_preprocess.py measures it).
+point, a horizontal then a vertical pass, each rounded and clipped to uint8. Each pass alone is bit-exact
+with Pillow 13; resizing along both axes, Pillow 13's output matches the opposite pass order for some sizes
+(seen here, not documented), so the two can differ by one grey level on a few pixels
+(tests/test_sdk_preprocess.py bounds it).
 """
 
 from __future__ import annotations
