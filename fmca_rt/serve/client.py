@@ -114,11 +114,6 @@ class TritonBackend(Backend):
                                f"{server_error_message(error)}.") from None
         return result.as_numpy(self.metadata.output_name)
 
-    def infer(self, pixels: np.ndarray) -> np.ndarray:
-        if isinstance(pixels, np.ndarray) and pixels.ndim == 4 and len(pixels) == 0:
-            raise BackendError("An empty batch was given; send at least one face crop.")
-        return super().infer(pixels)
-
     def deactivate_impl(self) -> None:
         self._client.close()
         self._client = None
