@@ -23,6 +23,7 @@ from ._checks import check_output, require_kernel_device
 LOG2E = 1.4426950408889634
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_HEAD_DIM = 128
+MAX_GRID_Y = 65535  # CUDA's limit on a grid's y size
 
 
 @triton.jit
@@ -123,6 +124,9 @@ def check_inputs(qp, kf, vf, qf, kp, vp) -> None:
         if tuple(t.shape) != (batch, heads, expected[name], head_dim):
             raise ValueError(f"{name} has shape {tuple(t.shape)}, expected {(batch, heads, expected[name], head_dim)} "
                              f"(patch tensors qp/kp/vp share N={n_p}, frequency tensors qf/kf/vf share N={n_f}).")
+    if batch * heads > MAX_GRID_Y:
+        raise ValueError(f"sfcm_attention launches one program row per (batch, head): at most {MAX_GRID_Y}, "
+                         f"got {batch} x {heads}; split the batch.")
     if not 1 <= head_dim <= MAX_HEAD_DIM or n_p < 1 or n_f < 1:
         raise ValueError(f"sfcm_attention supports head sizes 1..{MAX_HEAD_DIM} and at least one token per side, "
                          f"got D={head_dim}, N_p={n_p}, N_f={n_f}.")

@@ -142,3 +142,9 @@ def test_the_compiled_kernels_refuse_cpu_tensors_with_one_sentence(launcher, arg
         pytest.skip("TRITON_INTERPRET=1 is set: the kernels are interpreted in this process")
     with pytest.raises(ValueError, match="run on CUDA tensors"):
         launcher(*args)
+
+
+def test_more_batch_heads_than_a_grid_holds_is_refused_before_launch():
+    tensors = [torch.zeros(65536, 1, 1, 16) for _ in range(6)]
+    with pytest.raises(ValueError, match="split the batch"):
+        kernels.sfcm_attention_triton(*tensors)
