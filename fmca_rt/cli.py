@@ -185,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import cv2
+
+    # OpenCV's own warnings (a camera index it cannot open, ...) would precede our one-sentence message.
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
     try:
         return args.run(args)
     except FMCAError as error:
