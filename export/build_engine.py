@@ -33,9 +33,9 @@ from fmca_rt.metadata import ModelMetadata
 from .trt_builder import BuildRequest, build_plan
 from .trt_options import BatchProfile, BuildOptions, PrecisionPlan, plan_precision
 from .trt_plugin_math import load_manifest, newest_loadable_ptx_isa
+from .trt_plugins import PLUGIN_IDS, register_plugins
 
 PLUGIN_DOMAIN = "fmca"
-PLUGIN_IDS = ("fmca::HaarDWT", "fmca::SFCMAttention")
 log = logging.getLogger("fmca_rt.export")
 
 
@@ -117,8 +117,6 @@ def build_engine(options: BuildOptions):
                      calibration.skipped)
         parse_onnx = _prepare_onnx(float_onnx, plan, calibration, scratch, batch, metadata.input_name)
         if options.plugins:
-            from .trt_plugins import register_plugins
-
             register_plugins(_kernel_variants(options, gpu.arch, metadata, scratch), gpu.arch)
 
         request = BuildRequest(parse_onnx, metadata.input_name, metadata.image_size, batch, options.workspace_bytes,

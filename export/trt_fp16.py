@@ -98,7 +98,8 @@ def convert_to_mixed_fp16(model: onnx.ModelProto, fp16_plugins=DEFAULT_FP16_PLUG
         if _runs_in_fp16(node, fp16_plugins):
             half_tensors.update(o for o in node.output if types.get(o) == _FLOAT or node.domain == PLUGIN_DOMAIN)
 
-    # Initializers read only by float16 ops are stored in float16; mixed readers get a float16 copy.
+    # Initializers read only by float16 ops are stored in float16; those with float32 readers too stay float32
+    # and reach their float16 readers through a Cast, like any other tensor crossing regions.
     readers: dict[str, list[bool]] = defaultdict(list)
     for node in graph.node:
         for name in node.input:
