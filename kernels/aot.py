@@ -172,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AOTError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:
+        print(f"error: cannot write the kernels to {args.out}: {error.strerror or error}.", file=sys.stderr)
+        return 1
     for entry in manifest["kernels"]:
         print(f"{entry['name']:36s} warps={entry['num_warps']} shared={entry['shared_memory']:6d} B "
               f"registers={entry['registers']:3d} ptx={entry['ptx_version']}")

@@ -133,8 +133,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     table = format_table(rows)
     print(heading + "\n\n" + table)
     if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as file:
-            file.write(f"# Kernel benchmark\n\n{heading}\n\n{table}\n")
+        try:
+            with open(args.markdown, "w", encoding="utf-8") as file:
+                file.write(f"# Kernel benchmark\n\n{heading}\n\n{table}\n")
+        except OSError as error:
+            print(f"error: cannot write {args.markdown}: {error.strerror or error}.", file=sys.stderr)
+            return 1
     return 0
 
 

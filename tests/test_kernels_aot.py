@@ -112,6 +112,14 @@ def test_bad_arguments_get_one_sentence():
     assert result.returncode == 2 and result.stderr.strip().startswith("error: archs must be")
 
 
+def test_an_unwritable_output_folder_gets_one_sentence(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = run_cli("--arch", "90", "--dtype", "fp16", "--head-dim", "32", "--out", str(blocker / "aot"))
+    assert result.returncode == 1 and result.stderr.startswith("error: cannot write the kernels to")
+    assert "Traceback" not in result.stderr
+
+
 def test_reading_a_hidden_parameter_is_detected():
     ptx = (".visible .entry k(\n\t.param .u64 k_param_0,\n\t.param .u32 k_param_1,\n\t.param .u64 k_param_2\n)\n"
            "{\n\tld.param.b64 %rd1, [k_param_0];\n\tld.param.b32 %r1, [k_param_1];\n")

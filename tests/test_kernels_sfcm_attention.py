@@ -75,6 +75,12 @@ def test_both_directions_match_sdpa(interpreted, head_dim, dtype, batch, heads, 
     check(*run(interpreted, tensors), tensors)
 
 
+def test_the_models_shapes(interpreted):
+    # b14/s14 at 224 px: 16 x 16 = 256 patch and frequency tokens, heads of 96 channels.
+    tensors = make_inputs(1, 2, 256, 256, 96, torch.float16, seed=7)
+    check(*run(interpreted, tensors), tensors)
+
+
 @pytest.mark.parametrize("head_dim", [1, 8, 40, 100])
 def test_head_sizes_that_are_not_powers_of_two_or_are_tiny(interpreted, head_dim):
     tensors = make_inputs(2, 2, 13, 21, head_dim, torch.float32, seed=head_dim)
