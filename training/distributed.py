@@ -75,6 +75,23 @@ def mean_across_processes(context: DistributedContext, values: torch.Tensor) -> 
     return values / context.world_size
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over processes whose gradient is again the sum over processes: each process's input affects
+    every process's output, so its gradient collects every process's incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        tensor = tensor.clone()
+        dist.all_reduce(tensor)
+        return tensor
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.clone()
+        dist.all_reduce(grad)
+        return grad
+
+
 class AllReduceBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm2d whose training-mode statistics cover the batches of all processes (any backend, CPU too).
 
@@ -86,14 +103,12 @@ class AllReduceBatchNorm2d(nn.BatchNorm2d):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = (0, 2, 3)
         count = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        total = all_reduce(count.detach().clone())
-        mean = all_reduce(x.sum(dim=dims)) / total
+        total = _AllReduceSum.apply(count)
+        mean = _AllReduceSum.apply(x.sum(dim=dims)) / total
         centered = x - mean[None, :, None, None]
-        variance = all_reduce(centered.pow(2).sum(dim=dims)) / total
+        variance = _AllReduceSum.apply(centered.pow(2).sum(dim=dims)) / total
         if self.track_running_stats:
             with torch.no_grad():
                 momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked + 1)

@@ -151,13 +151,15 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
         model.load_backbone(options.backbone_weights)
     if not options.dropout:
         disable_dropout(model)
+    model.vit.mask_token.requires_grad_(False)  # kept for checkpoint compatibility, never used in forward
     model.to(context.device)
+    if context.enabled:  # before the optimizer and the EMA copy see the batch-norm parameters
+        synchronize_batch_norm(model, context.device)
     ema = ModelEMA(model, recipe.ema_decay, warmup=options.ema_warmup)
     optimizer = build_optimizer(model, recipe)
     network = model
     if context.enabled:
-        network = DistributedDataParallel(synchronize_batch_norm(model, context.device),
-                                          device_ids=[context.device.index] if context.device.type == "cuda" else None)
+        network = DistributedDataParallel(model, device_ids=[context.device.index] if context.device.type == "cuda" else None)
     sampler = DistributedSampler(train_set, context.world_size, context.rank, shuffle=True, seed=options.seed)
     loader = DataLoader(train_set, batch_size=per_process_batch, sampler=sampler, drop_last=True,
                         num_workers=options.workers, collate_fn=collate, pin_memory=context.device.type == "cuda")
