@@ -6,6 +6,7 @@ its "kernel" computes per-image statistics of whatever bytes sit at the bound in
 right only if the backend bound, copied and sliced the right buffers.
 """
 
+import ctypes
 import types
 
 import numpy as np
@@ -33,6 +34,7 @@ def statistics(pixels):
 class FakeContext:
     def __init__(self, engine):
         self.engine, self.addresses, self.shape, self.runs, self.shape_calls = engine, {}, None, 0, 0
+        self.streams = []
 
     def set_input_shape(self, name, shape):
         self.shape_calls += 1
@@ -48,12 +50,18 @@ class FakeContext:
     def set_tensor_address(self, name, pointer):
         self.addresses[name] = pointer
 
+    def view(self, address, shape):
+        """The memory at a bound address: a HostMemory buffer, or raw process memory (caller-owned buffers)."""
+        count = int(np.prod(shape))
+        if address in self.engine.memory.device:
+            return self.engine.memory.device[address].reshape(-1)[:count].reshape(shape)
+        return np.ctypeslib.as_array((ctypes.c_float * count).from_address(address)).reshape(shape)
+
     def execute_async_v3(self, stream):
-        assert stream == 7
         self.runs += 1
-        memory, batch = self.engine.memory, self.shape[0]
-        pixels = memory.device[self.addresses["pixels"]].reshape(-1)[:int(np.prod(self.shape))].reshape(self.shape)
-        memory.device[self.addresses["logits"]].reshape(-1)[:batch * 2] = statistics(pixels).reshape(-1)
+        self.streams.append(stream)
+        pixels = self.view(self.addresses["pixels"], self.shape)
+        self.view(self.addresses["logits"], (self.shape[0], 2))[:] = statistics(pixels)
         return True
 
 
@@ -117,6 +125,18 @@ def test_without_graph_support_every_call_enqueues():
     for seed in range(3):
         session.run(pixels(2, seed))
     assert session._context.runs == 3 and not session._use_graphs
+
+
+def test_caller_owned_buffers_are_bound_for_one_run_then_the_own_ones_again():
+    memory = HostMemory()
+    session = EngineSession(FAKE_TRT, FakeEngine(memory), memory, "pixels", "logits")
+    x, logits = pixels(3, seed=4), np.full((3, 2), np.nan, np.float32)
+    session.run_bound(x.ctypes.data, logits.ctypes.data, x.shape, stream=99)
+    np.testing.assert_allclose(logits, statistics(x), rtol=1e-6)
+    assert session._context.streams == [99]  # the caller's stream
+    y = pixels(2, seed=5)
+    np.testing.assert_allclose(session.run(y), statistics(y), rtol=1e-6)  # own buffers bound again
+    assert session._context.streams[-1] == memory.stream_handle
 
 
 def test_an_engine_with_other_tensor_names_is_refused():
@@ -196,3 +216,10 @@ def test_device_strings():
     assert device_index(None) == 0 and device_index("cuda") == 0 and device_index("cuda:1") == 1
     with pytest.raises(BackendError, match="runs on a GPU"):
         device_index("cpu")
+
+
+def test_infer_tensor_takes_cuda_tensors_only(engine_file, fake_runtime):
+    torch = pytest.importorskip("torch")
+    with TensorRTBackend(engine_file) as backend:
+        with pytest.raises(BackendError, match=r"float32 torch tensor B x 3 x 4 x 4 on cuda:0"):
+            backend.infer_tensor(torch.zeros(1, 3, SIZE, SIZE))

@@ -8,7 +8,8 @@ Activation reads the sidecar, checks the engine was built for this TensorRT vers
 name-based I/O (TensorRT 10/11: `num_io_tensors`, `set_input_shape`, `set_tensor_address`,
 `execute_async_v3`), buffers for the profile's largest batch allocated once (pinned host memory, async copies
 on one stream), and a CUDA graph per batch shape when the memory provider can capture one. Batches larger
-than the profile are split and smaller ones padded by the base class.
+than the profile are split and smaller ones padded by the base class. Callers holding CUDA torch tensors use
+`infer_tensor`, which binds their memory directly (no host round trip).
 """
 
 from __future__ import annotations
@@ -56,13 +57,15 @@ class EngineSession:
             raise EngineError("TensorRT could not create an execution context (out of GPU memory?).")
         self._input_shape: tuple[int, ...] | None = None
         self._host: dict[str, np.ndarray] = {}
+        self._pointers: dict[str, int] = {}
         for name in names:  # every I/O tensor gets a buffer sized for the largest batch, bound once
             shape = largest if name == input_name else self._output_shape(name, largest)
             host, pointer = memory.allocate(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))))
-            self._host[name] = host
+            self._host[name], self._pointers[name] = host, pointer
             self._context.set_tensor_address(name, pointer)
         self._graphs: dict[tuple[int, ...], object] = {}
         self._use_graphs = cuda_graphs
+        self.output_dtype = self._host[output_name].dtype
 
     def _output_shape(self, name: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         self._set_input_shape(input_shape)
@@ -114,6 +117,19 @@ class EngineSession:
         self._memory.synchronize()
         return host_output[:batch].astype(np.float32)
 
+    def run_bound(self, input_pointer: int, output_pointer: int, shape: tuple[int, ...], stream: int) -> None:
+        """Run on caller-owned device memory (no copies) and the caller's stream; the own buffers stay bound
+        for `run`. The output must be float32 B x classes at `output_pointer`."""
+        self._set_input_shape(shape)
+        self._context.set_tensor_address(self.input_name, input_pointer)
+        self._context.set_tensor_address(self.output_name, output_pointer)
+        try:
+            if not self._context.execute_async_v3(stream):
+                raise EngineError("TensorRT failed to run the engine (see its log above).")
+        finally:
+            for name in (self.input_name, self.output_name):
+                self._context.set_tensor_address(name, self._pointers[name])
+
     def close(self) -> None:
         self._graphs.clear()
         self._context = None
@@ -152,6 +168,37 @@ class TensorRTBackend(Backend):
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
         return self._session.run(pixels)
+
+    def infer_tensor(self, pixels):
+        """For callers working in torch: CUDA float32 B x 3 x S x S on this GPU -> logits B x classes on it.
+
+        No host copies: the engine reads and writes the tensors' memory on torch's current stream.
+        """
+        import torch
+
+        if not self.is_active:
+            raise BackendError("The tensorrt backend is not active; call activate() or use it in a with block.")
+        size, classes = self.metadata.image_size, len(self.metadata.class_names)
+        index = device_index(self.device)
+        if (not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.float32 or pixels.dim() != 4
+                or tuple(pixels.shape[1:]) != (3, size, size) or pixels.device != torch.device("cuda", index)):
+            raise BackendError(f"infer_tensor takes a float32 torch tensor B x 3 x {size} x {size} on cuda:{index}.")
+        if self._session.output_dtype != np.float32:
+            raise BackendError(f"infer_tensor needs an engine with float32 logits; this one writes "
+                               f"{self._session.output_dtype}.")
+        pixels = pixels.contiguous()
+        smallest, largest = self.batch_limits
+        stream = torch.cuda.current_stream(pixels.device).cuda_stream
+        outputs = []
+        for start in range(0, len(pixels), largest):
+            chunk = pixels[start:start + largest]
+            real = len(chunk)
+            if real < smallest:  # pad with copies of the last image, as `infer` does
+                chunk = torch.cat([chunk, chunk[-1:].expand(smallest - real, -1, -1, -1)])
+            logits = torch.empty((len(chunk), classes), dtype=torch.float32, device=pixels.device)
+            self._session.run_bound(chunk.data_ptr(), logits.data_ptr(), tuple(chunk.shape), stream)
+            outputs.append(logits[:real])
+        return torch.cat(outputs)
 
     def deactivate_impl(self) -> None:
         self._session.close()
