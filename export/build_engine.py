@@ -23,8 +23,6 @@ import sys
 import tempfile
 from pathlib import Path
 
-import onnx
-
 from fmca_rt.backends.tensorrt_env import cuda_driver_version, current_gpu, import_tensorrt, is_strongly_typed_only
 from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_atomically, write_engine
 from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
@@ -39,7 +37,16 @@ PLUGIN_DOMAIN = "fmca"
 log = logging.getLogger("fmca_rt.export")
 
 
-def onnx_batch(model: onnx.ModelProto, input_name: str) -> int | str | None:
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise DependencyError("Building an engine reads the ONNX model with the 'onnx' package: pip install onnx "
+                              "onnxruntime (or 'fmca-rt[export]').") from None
+    return onnx
+
+
+def onnx_batch(model, input_name: str) -> int | str | None:
     for value in model.graph.input:
         if value.name == input_name:
             dim = value.type.tensor_type.shape.dim[0]
@@ -48,7 +55,11 @@ def onnx_batch(model: onnx.ModelProto, input_name: str) -> int | str | None:
 
 
 def _export_checkpoint(checkpoint: Path, scratch: Path, plugins: bool) -> Path:
-    from .onnx import export_onnx  # needs torch; only the --checkpoint route does
+    try:
+        from .onnx import export_onnx  # needs torch; only the --checkpoint route does
+    except ImportError as error:
+        raise DependencyError(f"--checkpoint exports the ONNX first, which needs {error.name}: pip install "
+                              "'fmca-rt[export]', or export elsewhere and pass --onnx.") from None
 
     log.info("Exporting %s to ONNX%s ...", checkpoint, " with plugin nodes" if plugins else "")
     return export_onnx(checkpoint, scratch / "model.onnx", plugins=plugins)
@@ -58,6 +69,8 @@ def _prepare_onnx(float_onnx: Path, plan: PrecisionPlan, calibration, scratch: P
                   input_name: str) -> Path:
     """The ONNX TensorRT parses: the float32 one, or its FP16 / Q/DQ form for a strongly typed build."""
     if plan.onnx_conversion == "fp16":
+        import onnx
+
         from .trt_fp16 import convert_to_mixed_fp16, precision_summary
 
         converted = convert_to_mixed_fp16(onnx.load(str(float_onnx)))
@@ -94,12 +107,13 @@ def build_engine(options: BuildOptions):
     """Build, validate and write the engine; returns (engine path, AccuracyReport or None)."""
     trt = import_tensorrt()
     gpu = current_gpu()
+    _import_onnx()
     plan = plan_precision(options.precision, is_strongly_typed_only(trt))
     log.info("TensorRT %s on %s: %s build.", trt.__version__, gpu.describe(), options.precision)
     with tempfile.TemporaryDirectory(prefix=".fmca-engine-", dir=options.output.parent) as scratch_name:
         scratch = Path(scratch_name)
         float_onnx = options.onnx or _export_checkpoint(options.checkpoint, scratch, options.plugins)
-        model = onnx.load(str(float_onnx), load_external_data=False)
+        model = _import_onnx().load(str(float_onnx), load_external_data=False)
         metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in model.metadata_props}, str(float_onnx))
         has_plugins = any(node.domain == PLUGIN_DOMAIN for node in model.graph.node)
         if has_plugins != options.plugins:
