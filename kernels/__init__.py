@@ -10,9 +10,9 @@ kernels ahead of time for TensorRT plugins and `kernels.bench` times them on a G
 from training.frequency import haar_dwt_reference
 from training.sfcm import sfcm_attention_reference
 
+from . import _implementation  # noqa: F401  (registers "triton" in training.ops)
 from ._haar_dwt import haar_dwt, haar_dwt_triton
-from ._implementation import triton_implementation
 from ._sfcm_attention import sfcm_attention, sfcm_attention_triton
 
 __all__ = sorted(["haar_dwt", "haar_dwt_reference", "haar_dwt_triton", "sfcm_attention",
-                  "sfcm_attention_reference", "sfcm_attention_triton", "triton_implementation"])
+                  "sfcm_attention_reference", "sfcm_attention_triton"])

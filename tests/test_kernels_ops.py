@@ -148,3 +148,8 @@ def test_more_batch_heads_than_a_grid_holds_is_refused_before_launch():
     tensors = [torch.zeros(65536, 1, 1, 16) for _ in range(6)]
     with pytest.raises(ValueError, match="split the batch"):
         kernels.sfcm_attention_triton(*tensors)
+
+
+def test_public_names_are_sorted_and_exist():
+    assert kernels.__all__ == sorted(kernels.__all__)
+    assert all(hasattr(kernels, name) for name in kernels.__all__)
