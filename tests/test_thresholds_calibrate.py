@@ -91,3 +91,13 @@ def test_evaluation_reports_the_operating_points_at_the_model_temperature(tmp_pa
     report = evaluation_report(dataset, predictions, temperature=2.0)
     expected = operating_points(predictions["labels"], Calibration(2.0).fake_probability(logits, 1))
     assert report["temperature"] == 2.0 and report["operating_points"] == [asdict(p) for p in expected]
+
+
+def test_a_temperature_at_its_bound_is_reported(tmp_path, capsys):
+    write_folder(tmp_path / "data")
+    model = FMCANet.from_preset("tiny", image_size=56)
+    with torch.no_grad():  # a constant model: its logits say nothing about the labels
+        model.fuse_head[-1].weight.zero_()
+    model.save_checkpoint(tmp_path / "model.pth")
+    assert main(["--checkpoint", str(tmp_path / "model.pth"), "--data", str(tmp_path / "data")]) == 0
+    assert "top of its range" in capsys.readouterr().err

@@ -29,8 +29,8 @@ from matplotlib.figure import Figure
 from fmca_rt.errors import DataError, FMCAError
 from fmca_rt.operating_points import Calibration, fake_class_index
 
-from .temperature import (DEFAULT_BINS, ReliabilityBins, fit_temperature, negative_log_likelihood,
-                          reliability_bins)
+from .temperature import (DEFAULT_BINS, TEMPERATURE_RANGE, ReliabilityBins, fit_temperature,
+                          negative_log_likelihood, reliability_bins)
 from .thresholds import DEFAULT_TARGET_FPRS, format_points, operating_points
 
 
@@ -163,6 +163,13 @@ def main(argv=None) -> int:
     print(f"temperature {calibration.temperature:.4g}: NLL {source['nll_before']:.4f} -> {source['nll_after']:.4f}, "
           f"ECE {source['ece_before']:.4f} -> {source['ece_after']:.4f} ({args.bins} bins)")
     print(format_points(calibration.points, source["num_real"], source["num_fake"]))
+    if calibration.temperature == TEMPERATURE_RANGE[1]:
+        print(f"warning: the temperature reached the top of its range ({TEMPERATURE_RANGE[1]:g}): the model's "
+              "scores say almost nothing about these labels, so P(fake) is squeezed towards the base rate.",
+              file=sys.stderr)
+    elif calibration.temperature == TEMPERATURE_RANGE[0]:
+        print(f"warning: the temperature reached the bottom of its range ({TEMPERATURE_RANGE[0]:g}): the model "
+              "separates this folder perfectly, so it is too small or too easy to calibrate on.", file=sys.stderr)
     print(f"calibrated checkpoint: {output}\nreport: {report_dir / 'calibration.json'}, {report_dir / 'reliability.png'}")
     return 0
 
