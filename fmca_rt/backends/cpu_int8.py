@@ -16,6 +16,8 @@ import hashlib
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import DependencyError
@@ -24,6 +26,8 @@ from .base import BackendError
 
 QUANTIZED_OP_TYPES = ["MatMul", "Gemm"]
 PRECISION = "int8-dynamic"  # written to the cached model's metadata (`extra.precision`)
+# Part of the cache key: raise it whenever quantize_for_cpu changes what it writes.
+RECIPE_VERSION = 1
 
 
 def default_cache_dir() -> Path:
@@ -40,11 +44,20 @@ def file_sha256(path: Path) -> str:
 
 
 class _WithoutPreprocessingHint(logging.Filter):
-    """ONNX Runtime's quantizer suggests its shape-inference pre-pass on every call (a root-logger warning).
-    For FMCA-Net it quantizes the same 70 matrix products with or without the pre-pass, so the hint is dropped."""
-
     def filter(self, record: logging.LogRecord) -> bool:
         return "pre-processing before quantization" not in record.getMessage()
+
+
+@contextmanager
+def quantizer_hint_silenced() -> Iterator[None]:
+    """ONNX Runtime's quantizer suggests its shape-inference pre-pass on every call (a root-logger warning).
+    For FMCA-Net it quantizes the same 70 matrix products with or without the pre-pass, so the hint is dropped."""
+    hint = _WithoutPreprocessingHint()
+    logging.getLogger().addFilter(hint)
+    try:
+        yield
+    finally:
+        logging.getLogger().removeFilter(hint)
 
 
 def quantize_for_cpu(float_onnx: str | Path, output: str | Path) -> Path:
@@ -61,13 +74,9 @@ def quantize_for_cpu(float_onnx: str | Path, output: str | Path) -> Path:
     os.close(handle)
     try:
         model = onnx.load(str(float_onnx))
-        hint = _WithoutPreprocessingHint()
-        logging.getLogger().addFilter(hint)
-        try:
+        with quantizer_hint_silenced():
             quantize_dynamic(model, temporary, op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True,
                              weight_type=QuantType.QInt8)
-        finally:
-            logging.getLogger().removeFilter(hint)
         quantized = onnx.load(temporary)
         _mark_precision(quantized, model)
         onnx.save(quantized, temporary)
@@ -95,7 +104,7 @@ def cached_int8_model(float_onnx: str | Path, cache_dir: str | Path | None = Non
     float model's SHA-256, so a re-exported model is quantized again)."""
     float_onnx = Path(float_onnx)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = cache_dir / f"{file_sha256(float_onnx)[:32]}.int8.onnx"
+    cached = cache_dir / f"{file_sha256(float_onnx)[:32]}.v{RECIPE_VERSION}.int8.onnx"
     if not cached.is_file():
         try:
             quantize_for_cpu(float_onnx, cached)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..backends.cpu_int8 import file_sha256
+from ..backends.cpu_int8 import file_sha256, quantizer_hint_silenced
 from ..errors import ConfigError, DependencyError
 from ..metadata import MetadataError, ModelMetadata
 
@@ -101,7 +101,8 @@ class Artifacts:
         from export.onnx import save_atomically
 
         scratch = self.work_dir / f".{output.name}.scratch"
-        quantize_dynamic(str(self.path("onnx-fp32")), str(scratch))
+        with quantizer_hint_silenced():
+            quantize_dynamic(str(self.path("onnx-fp32")), str(scratch))
         try:
             return save_atomically(onnx.load(str(scratch)), output)
         finally:
