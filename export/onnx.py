@@ -20,6 +20,7 @@ import copy
 import hashlib
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--int8 quantizes the ONNX Runtime graph; it cannot be combined with --plugins")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     log.setLevel(logging.INFO)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the temporary file is removed
     try:
         path = export_onnx(args.checkpoint, args.output, opset=args.opset, batch=args.batch, plugins=args.plugins)
         if args.int8:

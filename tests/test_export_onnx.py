@@ -1,7 +1,9 @@
 """ONNX export: parity with PyTorch (tiny and the published depth-1 model), graph form, metadata, errors."""
 
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import onnx
@@ -122,6 +124,23 @@ def test_an_interrupted_write_leaves_no_file(tiny_checkpoint, tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         export_onnx(tiny_checkpoint, tmp_path / "model.onnx", verify=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_the_check_keeps_the_previous_file_and_removes_the_temporary(tiny_checkpoint, tmp_path):
+    target = tmp_path / "model.onnx"
+    target.write_bytes(b"previous good export")
+    process = subprocess.Popen([sys.executable, "-m", "export.onnx", "--checkpoint", str(tiny_checkpoint),
+                                "--output", str(target)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while not list(tmp_path.glob(".model.onnx.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert process.poll() is None, "the export finished before a temporary file was seen"
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 143 and "Traceback" not in stderr
+    assert target.read_bytes() == b"previous good export"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
 
 
 @pytest.mark.parametrize("make_args, message", [
