@@ -60,13 +60,15 @@ def color_jitter(image: Image.Image, rng: np.random.Generator, config: AugmentCo
         return float(rng.uniform(max(0.0, 1 - amount), 1 + amount))
 
     operations = [
-        lambda im: ImageEnhance.Brightness(im).enhance(jitter_factor(config.brightness)),
-        lambda im: ImageEnhance.Contrast(im).enhance(jitter_factor(config.contrast)),
-        lambda im: ImageEnhance.Color(im).enhance(jitter_factor(config.saturation)),
-        lambda im: TF.adjust_hue(im, float(rng.uniform(-config.hue, config.hue))),
+        (config.brightness, lambda im: ImageEnhance.Brightness(im).enhance(jitter_factor(config.brightness))),
+        (config.contrast, lambda im: ImageEnhance.Contrast(im).enhance(jitter_factor(config.contrast))),
+        (config.saturation, lambda im: ImageEnhance.Color(im).enhance(jitter_factor(config.saturation))),
+        (config.hue, lambda im: TF.adjust_hue(im, float(rng.uniform(-config.hue, config.hue)))),
     ]
     for index in rng.permutation(len(operations)):
-        image = operations[index](image)
+        amount, operation = operations[index]
+        if amount:  # a zero amount is no change (the HSV round trip of a zero hue shift would still round)
+            image = operation(image)
     return image
 
 
