@@ -188,7 +188,11 @@ def main(argv: list[str] | None = None) -> int:
     import cv2
 
     # OpenCV's own warnings (a camera index it cannot open, ...) would precede our one-sentence message.
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+    opencv_logging = getattr(cv2.utils, "logging", None)
+    if opencv_logging is not None:
+        opencv_logging.setLogLevel(opencv_logging.LOG_LEVEL_ERROR)
+    else:  # opencv-python before 4.12 (where the serve extra's numpy<2 keeps it) has only cv2.setLogLevel
+        cv2.setLogLevel(2)  # OpenCV's LOG_LEVEL_ERROR
     try:
         return args.run(args)
     except FMCAError as error:

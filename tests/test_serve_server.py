@@ -128,3 +128,34 @@ def test_load_test_command(served_model, capsys):
     out = capsys.readouterr().out
     assert "| http | 3 | 12 | 24 | 0 |" in out and "| grpc | 3 | 12 | 24 | 0 |" in out
     assert "| NO |" not in out
+
+
+def test_serve_command_serves_until_interrupted(served_model, local, tmp_path):
+    """`fmca-rt serve` as a user runs it: ready on loopback, answers like the Detector, Ctrl-C ends it cleanly."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    http, grpc, metrics = (loadtest.free_port() for _ in range(3))
+    command = [sys.executable, "-m", "fmca_rt", "serve", "--model", str(served_model), "--http-port", str(http),
+               "--grpc-port", str(grpc), "--metrics-port", str(metrics), "--server-log", str(tmp_path / "log")]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                backend = TritonBackend(f"grpc://127.0.0.1:{grpc}", timeout_s=5).activate()
+                break
+            except FMCAError:
+                assert process.poll() is None, process.communicate()[1]
+                assert time.monotonic() < deadline, "the server did not become ready within 90 s"
+                time.sleep(0.5)
+        pixels = np.random.default_rng(9).standard_normal((3, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
+        with backend:
+            np.testing.assert_allclose(backend.infer(pixels), local.backend.infer(pixels), rtol=0, atol=1e-6)
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert f"http://127.0.0.1:{http} and grpc://127.0.0.1:{grpc}; Ctrl-C stops." in out
