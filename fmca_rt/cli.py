@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,8 +66,8 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
                        help="occlusion window step in patches; 2 is about 3.5x cheaper and coarser")
 
 
-def write_explanations(detector, result, folder: Path, method: str, stride: int) -> list[Path]:
-    """One PNG per face: <folder>/<image stem>_face<N>.png."""
+def write_explanations(detector, result, folder: Path, method: str, stride: int, stems_used: Counter) -> list[Path]:
+    """One PNG per face: <folder>/<image stem>_face<N>.png (<stem>-2_face<N>.png for the second image of a stem)."""
     from .errors import OutputError
 
     try:
@@ -74,6 +75,9 @@ def write_explanations(detector, result, folder: Path, method: str, stride: int)
     except OSError as error:
         raise OutputError(f"Cannot create {folder}: {error.strerror}.") from None
     stem = Path(result.source).stem
+    stems_used[stem] += 1
+    if stems_used[stem] > 1:
+        stem = f"{stem}-{stems_used[stem]}"
     return [explanation.save(folder / f"{stem}_face{index}.png")
             for index, explanation in enumerate(detector.explain(result, method, stride=stride))]
 
@@ -87,16 +91,11 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         raise FMCAError(f"No images found in {' '.join(args.paths)}.")
     detector = make_detector(args)
-    records, errors, fakes, with_faces = [], 0, 0, 0
+    records, errors, fakes, with_faces, stems_used = [], 0, 0, 0, Counter()
     bar = progress(total=len(paths), desc="images", enabled=not args.quiet)
     try:
         for start in range(0, len(paths), IMAGE_CHUNK):
             for result in detector.predict_batch(paths[start:start + IMAGE_CHUNK]):
-                if args.explain and result.ok and result.faces:
-                    written = write_explanations(detector, result, args.explain, args.explain_method,
-                                                 args.explain_stride)
-                    bar.write(f"{result.source}: explanations {', '.join(str(p) for p in written)}", quiet=args.quiet)
-                result.image = None  # frees the decoded image
                 records.append(result.to_dict())
                 errors += not result.ok
                 with_faces += bool(result.faces)
@@ -105,6 +104,11 @@ def run_predict(args: argparse.Namespace) -> int:
                         f"{result.source}: {result.label}" + ("" if result.fake_prob is None else
                                                               f" P(fake)={result.fake_prob:.3f} faces={len(result.faces)}"))
                 bar.write(line, error=not result.ok, quiet=args.quiet and result.ok)
+                if args.explain and result.ok and result.faces:
+                    written = write_explanations(detector, result, args.explain, args.explain_method,
+                                                 args.explain_stride, stems_used)
+                    bar.write(f"  explanations: {', '.join(str(p) for p in written)}", quiet=args.quiet)
+                result.image = None  # frees the decoded image
                 bar.update()
     finally:
         bar.close()

@@ -72,7 +72,7 @@ def plot_reliability(diagrams: dict[str, ReliabilityBins], temperature: float, p
         axes.set_xlim(0, 1)
         axes.set_ylim(0, 1)
         counts = axes.twinx()
-        counts.step(bins.edges[:-1], bins.counts, where="post", color="tab:red", alpha=0.5, linewidth=0.8)
+        counts.stairs(bins.counts, bins.edges, color="tab:red", alpha=0.5, linewidth=0.8)
         counts.set_ylabel("images per bin", color="tab:red")
         axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
