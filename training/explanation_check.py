@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from fmca_rt.errors import DataError, FMCAError
-from fmca_rt.explain import Explanation, explain_occlusion
+from fmca_rt.explain import FILLS, Explanation, explain_occlusion
 from fmca_rt.operating_points import Calibration, fake_class_index
 from fmca_rt.preprocess import preprocess, resize_rgb
 
@@ -45,7 +45,7 @@ def fake_probability_function(model):
     return predict_fake
 
 
-def explain_face(model, rgb: np.ndarray, method: str, stride: int) -> Explanation:
+def explain_face(model, rgb: np.ndarray, method: str, stride: int, fill: str = "blur") -> Explanation:
     config = model.config
     pixels = preprocess([rgb], config.image_size, config.mean, config.std, config.preprocessing)[0]
     if method == "gradcam":
@@ -53,15 +53,15 @@ def explain_face(model, rgb: np.ndarray, method: str, stride: int) -> Explanatio
 
         return explain_gradcam(model, pixels)
     return explain_occlusion(fake_probability_function(model), pixels, config.mean, config.std,
-                             config.patch_size, stride=stride)
+                             config.patch_size, stride=stride, fill=fill)
 
 
 def check_face(model, rgb: np.ndarray, seed: int, method: str = "occlusion", stride: int = 1,
-               out: Path | None = None, name: str = "face") -> dict:
+               out: Path | None = None, name: str = "face", fill: str = "blur") -> dict:
     """Self-blend one real face (resized to the model's input) and measure where its explanation's heat lies."""
     size = model.config.image_size
     fake, mask = self_blend(resize_rgb(rgb, size, model.config.preprocessing), np.random.default_rng(seed))
-    explanation = explain_face(model, fake, method, stride)
+    explanation = explain_face(model, fake, method, stride, fill)
     row = {"name": name, "fake_probability": explanation.fake_probability, "passes": explanation.forward_passes}
     for region_name, level in REGIONS.items():
         region = (mask > level * mask.max()).astype(np.float32)
@@ -118,6 +118,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--count", type=int, default=16, help="real faces to self-blend and explain")
     parser.add_argument("--method", choices=["occlusion", "gradcam"], default="occlusion")
     parser.add_argument("--stride", type=int, default=1, help="occlusion window step in patches")
+    parser.add_argument("--fill", choices=FILLS, default="blur", help="what hides an occluded window")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="folder for the explanations with the blended region outlined")
     return parser.parse_args(argv)
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
         faces = real_faces(args.data, args.split, args.count)
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-        rows = [check_face(model, rgb, args.seed + i, args.method, args.stride, args.out, name)
+        rows = [check_face(model, rgb, args.seed + i, args.method, args.stride, args.out, name, args.fill)
                 for i, (name, rgb) in enumerate(faces)]
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
