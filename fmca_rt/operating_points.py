@@ -15,6 +15,7 @@ A face is called fake when P(fake) >= threshold. The calibration travels with th
 from __future__ import annotations
 
 import math
+import numbers
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -84,10 +85,10 @@ class Calibration:
         """`None` -> argmax; a number in [0, 1] -> that threshold; a name -> the stored point."""
         if spec is None:
             return ARGMAX_POINT
-        if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
             if not 0.0 <= spec <= 1.0:
                 raise CalibrationError(f"A numeric threshold is a P(fake) between 0 and 1, not {spec!r}.")
-            return OperatingPoint(f"P(fake)>={spec:g}", float(spec))
+            return OperatingPoint(f"P(fake)>={float(spec):g}", float(spec))
         if not isinstance(spec, str):
             raise CalibrationError(f"A threshold is a number or an operating-point name, not a {type(spec).__name__}.")
         name = canonical_point_name(spec)
@@ -119,9 +120,14 @@ class Calibration:
         if values is None:
             return cls()
         try:
-            points = tuple(OperatingPoint(**p) for p in values.get("points", ()))
+            points = tuple(OperatingPoint(str(p["name"]), float(p["threshold"]), _rate(p.get("tpr")), _rate(p.get("fpr")))
+                           for p in values.get("points", ()))
             return cls(float(values["temperature"]), points, dict(values.get("source", {})))
         except CalibrationError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError):
             raise CalibrationError(f"The calibration stored in {source} is unreadable.") from None
+
+
+def _rate(value) -> float | None:
+    return None if value is None else float(value)

@@ -20,6 +20,7 @@ def test_numbers_none_and_argmax():
     assert CALIBRATION.operating_point("argmax") is ARGMAX_POINT
     point = CALIBRATION.operating_point(0.7)
     assert point.threshold == 0.7 and point.name == "P(fake)>=0.7"
+    assert CALIBRATION.operating_point(np.float32(0.25)).threshold == 0.25
     assert canonical_point_name("best_accuracy") == "best-accuracy"
 
 
@@ -50,5 +51,7 @@ def test_round_trip_and_unreadable_storage():
     assert Calibration.from_dict(None) == Calibration()
     with pytest.raises(CalibrationError, match="unreadable"):
         Calibration.from_dict({"points": []}, source="x.onnx")
+    with pytest.raises(CalibrationError, match="stored in x.onnx is unreadable"):
+        Calibration.from_dict({"temperature": 1.0, "points": [{"name": "eer", "threshold": "high"}]}, source="x.onnx")
     with pytest.raises(CalibrationError, match="positive"):
         Calibration(-1.0)
