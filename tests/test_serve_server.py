@@ -91,11 +91,14 @@ def test_concurrent_clients_get_the_in_process_answers(server, local):
     pixels = rng.standard_normal((12, 3, IMAGE_SIZE, IMAGE_SIZE)).astype(np.float32)
     requests = loadtest.make_requests(pixels, total=24, per_request=3)
     expected = [local.backend.infer(batch) for batch in requests]
+    server.merged_requests.clear()
     for protocol in ("http", "grpc"):
         result, answers = loadtest.run_load(server.urls[protocol], protocol, requests, clients=4, time_limit_s=60)
         loadtest.compare(result, answers, expected, local.calibration, 1, 0.5)
         assert result.errors == [] and len(result.latencies_s) == len(requests)
         assert result.ok, (result.max_prob_delta, result.label_mismatches)
+    assert max(server.merged_requests) > 1  # the dynamic batcher merged concurrent requests into one batch
+    assert sum(n * count for n, count in server.merged_requests.items()) == 2 * len(requests)
 
 
 def test_malformed_requests_and_vanishing_clients_leave_the_server_alive(server, local):

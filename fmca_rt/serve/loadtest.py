@@ -45,6 +45,7 @@ class LoadResult:
     label_mismatches: int = 0
     wall_s: float = 0.0
     crops: int = 0
+    merged: float = float("nan")  # mean requests per batch the server executed (dynamic batching at work)
 
     @property
     def ok(self) -> bool:
@@ -133,14 +134,14 @@ def compare(result: LoadResult, answers: list, expected: list[np.ndarray], calib
 
 def load_table(rows: list[LoadResult], baseline_crops_per_s: float) -> str:
     lines = ["| protocol | clients | requests | crops | errors | wall s | req/s | crops/s | vs in-process | p50 ms | "
-             "p99 ms | max abs dP(fake) | label mismatches |", "|" + "---|" * 13]
+             "p99 ms | requests per server batch | max abs dP(fake) | label mismatches |", "|" + "---|" * 14]
     for r in rows:
         done = len(r.latencies_s)
         p50, p99 = (np.percentile(r.latencies_s, q) * 1e3 if done else float("nan") for q in (50, 99))
         rate = r.crops / r.wall_s if r.wall_s else 0.0
         lines.append(f"| {r.protocol} | {r.clients} | {done} | {r.crops} | {len(r.errors)} | {r.wall_s:.2f} | "
                      f"{done / r.wall_s:.1f} | {rate:.1f} | {rate / baseline_crops_per_s:.2f}x | {p50:.1f} | "
-                     f"{p99:.1f} | {r.max_prob_delta:.1e} | {r.label_mismatches} |")
+                     f"{p99:.1f} | {r.merged:.2f} | {r.max_prob_delta:.1e} | {r.label_mismatches} |")
     return "\n".join(lines)
 
 
@@ -191,7 +192,10 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     with server:
         for protocol in args.protocol:
+            server.merged_requests.clear()
             result, answers = run_load(server.urls[protocol], protocol, requests, args.clients, args.time_limit)
+            batches = sum(server.merged_requests.values())
+            result.merged = sum(n * c for n, c in server.merged_requests.items()) / batches if batches else float("nan")
             compare(result, answers, expected, calibration, fake_index, threshold)
             rows.append(result)
         probes = {protocol: TritonBackend(server.urls[protocol]).activate() for protocol in args.protocol}

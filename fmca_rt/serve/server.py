@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import sysconfig
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -81,6 +82,7 @@ class ClassifierServer:
         self.log_file = Path(log_file) if log_file else None
         self.backends: list[Backend] = []
         self.max_batch: int | None = None
+        self.merged_requests: Counter[int] = Counter()  # how many requests each executed batch merged
         self._triton = None
 
     @property
@@ -140,6 +142,7 @@ class ClassifierServer:
         metadata = backend.metadata
 
         def infer(requests: list) -> list[dict]:
+            self.merged_requests[len(requests)] += 1
             return classify_requests(backend, requests, metadata.input_name, metadata.output_name)
 
         return infer
