@@ -91,6 +91,9 @@ def _read_onnx(path: Path, file_name: str) -> Artifact:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # onnx raises DecodeError, ValueError or its own types for a corrupt file
         raise ServeError(f"{path} is not a readable ONNX model ({type(error).__name__}).") from None
+    if any(onnx.external_data_helper.uses_external_data(tensor) for tensor in model.graph.initializer):
+        raise ServeError(f"{path.name} keeps its weights in external files; Triton's repository needs one file: "
+                         "re-export it with `python -m export.onnx` (models under 2 GB are written whole).")
     props = {prop.key: prop.value for prop in model.metadata_props}
     metadata = ModelMetadata.from_onnx_props(props, source=str(path))
     inputs = [i for i in model.graph.input if i.name == metadata.input_name]

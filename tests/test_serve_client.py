@@ -132,3 +132,21 @@ def test_serve_without_pytriton_names_the_fix(capsys):
     assert main(["serve", "--model", "missing.onnx"]) == 2
     error = capsys.readouterr().err.strip()
     assert "nvidia-pytriton" in error and len(error.splitlines()) == 1
+
+
+def test_pytriton_stub_gets_this_interpreters_libpython(monkeypatch, tmp_path):
+    import sysconfig
+
+    from fmca_rt.serve import server
+
+    (tmp_path / "libpython3.11.so.1.0").write_bytes(b"")
+    config = {"LIBDIR": str(tmp_path), "INSTSONAME": "libpython3.11.so.1.0"}
+    monkeypatch.setattr(sysconfig, "get_config_var", config.get)
+    monkeypatch.setenv("LD_LIBRARY_PATH", "/opt/a:/opt/b")
+    server.use_this_interpreters_libpython()
+    server.use_this_interpreters_libpython()  # idempotent
+    assert server.os.environ["LD_LIBRARY_PATH"] == f"{tmp_path}:/opt/a:/opt/b"
+    config["INSTSONAME"] = "libpython3.11.a"  # a static build: nothing to put first
+    monkeypatch.setenv("LD_LIBRARY_PATH", "")
+    server.use_this_interpreters_libpython()
+    assert server.os.environ["LD_LIBRARY_PATH"] == ""

@@ -164,3 +164,11 @@ def test_rendered_config_round_trips():
     config = triton_repo.build_config(artifact, max_batch=3)
     again = triton_repo.parse_config(triton_repo.render_config(config))
     assert again == config and again.max_batch_size == 3
+
+
+def test_onnx_with_external_weights_is_refused(tmp_path):
+    model = onnx.load(str(tiny_onnx()))
+    onnx.save(model, str(tmp_path / "split.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="split.onnx.data", size_threshold=0)
+    with pytest.raises(ServeError, match="external files"):
+        triton_repo.read_artifact(tmp_path / "split.onnx")

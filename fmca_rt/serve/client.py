@@ -48,10 +48,11 @@ def build_request(module, pixels: np.ndarray, input_name: str, output_name: str)
     return [tensor], outputs
 
 
-def fetch_config(client, endpoint: Endpoint, model_name: str) -> dict:
+def fetch_config(client, endpoint: Endpoint, model_name: str, **options) -> dict:
+    """The model's config in Triton's JSON form (gRPC wraps it in {"config": ...})."""
     if endpoint.protocol == "grpc":
-        return client.get_model_config(model_name, as_json=True)["config"]
-    return client.get_model_config(model_name)
+        return client.get_model_config(model_name, as_json=True, **options)["config"]
+    return client.get_model_config(model_name, **options)
 
 
 class TritonBackend(Backend):
@@ -82,14 +83,14 @@ class TritonBackend(Backend):
             else:  # geventhttpclient's timeouts, in seconds
                 self._client = self._module.InferenceServerClient(
                     self.endpoint.address, connection_timeout=self.timeout_s, network_timeout=self.timeout_s)
-            ready = self._client.is_model_ready(self.model_name)
+            ready = self._client.is_model_ready(self.model_name, **self._call_options())
         except Exception as error:  # tritonclient raises its own, gevent's, socket and gRPC errors
             raise ServeError(f"No Triton server answers at {self.endpoint} ({server_error_message(error)}); start "
                              "one with `fmca-rt serve --model M` or `tritonserver --model-repository REPO`.") from None
         if not ready:
             raise ServeError(f"The Triton server at {self.endpoint} has no ready model {self.model_name!r}.")
         try:
-            config = fetch_config(self._client, self.endpoint, self.model_name)
+            config = fetch_config(self._client, self.endpoint, self.model_name, **self._call_options())
             metadata = metadata_from_config(config, source) or self._metadata_from_companion(source)
         except self._module.InferenceServerException as error:
             raise ServeError(f"{source} did not describe itself: {server_error_message(error)}.") from None
@@ -101,18 +102,21 @@ class TritonBackend(Backend):
         """`fmca-rt serve` answers metadata through a companion model (PyTriton configs take no parameters)."""
         inputs = [self._module.InferInput(METADATA_INPUT, [1, 1], "INT32")]
         inputs[0].set_data_from_numpy(np.zeros((1, 1), np.int32))
-        result = self._client.infer(metadata_model_name(self.model_name), inputs)
+        result = self._client.infer(metadata_model_name(self.model_name), inputs, **self._call_options())
         return decode_metadata(result.as_numpy(METADATA_OUTPUT).reshape(-1)[0], source)
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
         inputs, outputs = build_request(self._module, pixels, self.metadata.input_name, self.metadata.output_name)
-        options = {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
         try:
-            result = self._client.infer(self.model_name, inputs, outputs=outputs, **options)
+            result = self._client.infer(self.model_name, inputs, outputs=outputs, **self._call_options())
         except self._module.InferenceServerException as error:
             raise BackendError(f"The Triton server at {self.endpoint} refused the request: "
                                f"{server_error_message(error)}.") from None
         return result.as_numpy(self.metadata.output_name)
+
+    def _call_options(self) -> dict:
+        """gRPC calls take a deadline per call; the HTTP client has its timeouts from construction."""
+        return {"client_timeout": self.timeout_s} if self.endpoint.protocol == "grpc" else {}
 
     def deactivate_impl(self) -> None:
         self._client.close()
