@@ -162,3 +162,39 @@ def test_serve_command_serves_until_interrupted(served_model, local, tmp_path):
         out, err = process.communicate(timeout=60)
     assert process.returncode == 0, err
     assert f"http://127.0.0.1:{http} and grpc://127.0.0.1:{grpc}; Ctrl-C stops." in out
+
+
+def test_tritonserver_accepts_the_generated_configs(served_model, local, tmp_path):
+    """PyTriton's tritonserver binary reads each generated config.pbtxt and gets as far as loading the backend
+    (it ships only the python backend, so onnxruntime and tensorrt stop there); a broken config stops earlier."""
+    import hashlib
+    import subprocess
+    from pathlib import Path
+
+    import pytriton
+
+    from export import triton_repo
+    from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, write_engine
+
+    plan = b"placeholder plan: tritonserver stops before reading it"
+    engine = tmp_path / "fmca.engine"
+    write_engine(engine, plan, EngineSidecar(
+        metadata=local.metadata, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability=(8, 7),
+        precision="fp16", batch_profile=(1, 4, 8), onnx_sha256="0" * 64,
+        engine_sha256=hashlib.sha256(plan).hexdigest(), build_command="python -m export.build_engine"))
+    binary = Path(pytriton.__file__).parent / "tritonserver"
+
+    def load(repository: Path) -> str:
+        ports = [str(loadtest.free_port()) for _ in range(3)]
+        command = [str(binary / "bin" / "tritonserver"), "--model-repository", str(repository), "--backend-directory",
+                   str(binary / "backends"), "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port",
+                   ports[2], "--exit-on-error=true"]
+        return subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120).stdout
+
+    for model, backend in ((served_model, "onnxruntime"), (engine, "tensorrt")):
+        model_dir = triton_repo.write_repository(model, tmp_path / backend)
+        log = load(tmp_path / backend)
+        assert f"unable to find backend library for backend '{backend}'" in log, log[-2000:]
+        config = model_dir / "config.pbtxt"
+        config.write_text(config.read_text().replace("max_batch_size", "max_batchsize"))
+        assert "failed to read text proto" in load(tmp_path / backend)
