@@ -86,7 +86,7 @@ def _read_onnx(path: Path, file_name: str) -> Artifact:
     try:
         import onnx
     except ImportError:
-        raise DependencyError(f"Reading an ONNX model needs 'onnx': pip install 'fmca-rt[export]'.") from None
+        raise DependencyError("Reading an ONNX model needs 'onnx': pip install 'fmca-rt[export]'.") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as error:  # onnx raises DecodeError, ValueError or its own types for a corrupt file
@@ -192,7 +192,8 @@ def _copy_atomically(source: Path, target: Path) -> None:
         raise
 
 
-def write_repository(model: str | os.PathLike, out: str | os.PathLike, name: str = DEFAULT_MODEL_NAME, **options) -> Path:
+def write_repository(model: str | os.PathLike, out: str | os.PathLike, name: str = DEFAULT_MODEL_NAME,
+                     **options) -> Path:
     """Write (or replace) one model in a Triton model repository; returns its folder. Options: build_config's."""
     if not name or "/" in name or name.startswith("."):
         raise ServeError(f"A Triton model name is a plain folder name, not {name!r}.")

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..backends import Backend, create_backend
 from ..errors import DependencyError, FMCAError, ServeError
-from .protocol import (DEFAULT_MODEL_NAME, DEFAULT_PORTS, INSTALL_HINT, METADATA_INPUT, METADATA_OUTPUT, encode_metadata,
-                       metadata_model_name)
+from .protocol import (DEFAULT_MODEL_NAME, DEFAULT_PORTS, INSTALL_HINT, METADATA_INPUT, METADATA_OUTPUT,
+                       encode_metadata, metadata_model_name)
 
 log = logging.getLogger("fmca_rt.serve")
 DEFAULT_MAX_BATCH = 16
@@ -118,10 +118,13 @@ class ClassifierServer:
                     max_queue_delay_microseconds=self.queue_delay_us)),
                 strict=True)
             blob = encode_metadata(metadata)
+
+            def answer_metadata(requests: list) -> list[dict]:
+                return [{METADATA_OUTPUT: np.array([[blob]] * len(r[METADATA_INPUT]), dtype=object)} for r in requests]
+
             self._triton.bind(
                 model_name=metadata_model_name(self.model_name),
-                infer_func=lambda requests: [{METADATA_OUTPUT: np.array([[blob]] * len(r[METADATA_INPUT]), dtype=object)}
-                                             for r in requests],
+                infer_func=answer_metadata,
                 inputs=[Tensor(name=METADATA_INPUT, dtype=np.int32, shape=(1,))],
                 outputs=[Tensor(name=METADATA_OUTPUT, dtype=bytes, shape=(1,))],
                 config=ModelConfig(max_batch_size=8, batching=True))
