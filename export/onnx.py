@@ -148,7 +148,8 @@ def export_onnx(source: str | PathLike | FMCANet, output: str | PathLike, opset:
     _temporary_path_beside(Path(output)).unlink()  # fail on an unwritable path before the slow part
     started = time.perf_counter()
     graph = clean_graph(trace_to_onnx(model, opset, batch, plugins))
-    extra = {"opset": opset, "batch": batch, "plugins": plugins, "precision": "float32"}
+    written_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
+    extra = {"opset": written_opset, "batch": batch, "plugins": plugins, "precision": "float32"}
     attach_metadata(graph, ModelMetadata(config=model.config.to_dict(), source_sha256=source_sha256, extra=extra,
                                          calibration=model.calibration))
     log.info("Exported in %.1f s (%d nodes).", time.perf_counter() - started, len(graph.graph.node))

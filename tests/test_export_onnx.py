@@ -80,6 +80,7 @@ def test_metadata_round_trips(tiny_checkpoint, tiny_onnx):
     assert (metadata.input_name, metadata.output_name) == ("pixels", "logits")
     assert metadata.image_size == 224 and metadata.class_names == ("real", "fake")
     assert metadata.extra["plugins"] is False and metadata.extra["batch"] == "dynamic"
+    assert metadata.extra["opset"] == 18 and metadata.extra["precision"] == "float32"
 
 
 def test_published_depth1_checkpoint_exports_and_matches(reference_dir, tmp_path):
