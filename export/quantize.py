@@ -146,13 +146,10 @@ def quantize_int8(float_onnx: str | Path, calib_dir: str | Path, output: str | P
     reference = _fake_probability(cpu_session(float_model), holdout_pixels, fake_index)
     int8 = _fake_probability(cpu_session(quantized), holdout_pixels, fake_index)
     delta = np.abs(int8 - reference)
-    labels = np.array([label_of(p) for p in holdout_kept], dtype=object)
-    labelled = not any(label is None for label in labels)
-    label_array = labels.astype(np.int64) if labelled else np.zeros(0, dtype=np.int64)
-    report = QuantizationReport(
-        len(calibration_pixels), len(holdout_pixels), skipped_calibration + skipped_holdout,
-        float(delta.max()), float(delta.mean()),
-        roc_auc(label_array, reference) if labelled else None, roc_auc(label_array, int8) if labelled else None)
+    labels = [label_of(p) for p in holdout_kept]
+    aucs = (None, None) if None in labels else (roc_auc(np.array(labels), reference), roc_auc(np.array(labels), int8))
+    report = QuantizationReport(len(calibration_pixels), len(holdout_pixels), skipped_calibration + skipped_holdout,
+                                float(delta.max()), float(delta.mean()), *aucs)
     for line in report.lines():
         log.info("%s", line)
 
