@@ -31,6 +31,12 @@ def randomized(model: FMCANet) -> FMCANet:
     return model.eval()
 
 
+# ONNX ops the TensorRT 10 parser supports (onnx/onnx-tensorrt docs/operators.md), those an FMCA-Net graph may use
+TENSORRT_PARSED_OPS = {"Add", "Concat", "Conv", "Div", "Erf", "Expand", "Gather", "Gemm", "LayerNormalization",
+                       "MatMul", "Mul", "ReduceMean", "Reshape", "Shape", "Sigmoid", "Slice", "Softmax", "Sub",
+                       "Transpose", "Unsqueeze", "Squeeze", "Pad", "Where", "Equal", "Cast", "Sqrt", "Pow", "Identity"}
+
+
 @pytest.fixture(scope="module")
 def tiny_checkpoint(tmp_path_factory):
     torch.manual_seed(0)
@@ -66,6 +72,7 @@ def test_graph_is_clean_with_dynamic_batch_and_layernorm_nodes(tiny_onnx):
     assert op_types.count("LayerNormalization") == 8
     assert "ReduceMean" in op_types and "Resize" not in op_types  # the position embedding is a constant
     assert "Constant" not in op_types
+    assert set(op_types) <= TENSORRT_PARSED_OPS, set(op_types) - TENSORRT_PARSED_OPS
     initializers = {init.name for init in model.graph.initializer}
     foldable = [n.name for n in model.graph.node if n.input and all(i in initializers for i in n.input)]
     assert foldable == []
