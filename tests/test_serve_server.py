@@ -198,3 +198,16 @@ def test_tritonserver_accepts_the_generated_configs(served_model, local, tmp_pat
         config = model_dir / "config.pbtxt"
         config.write_text(config.read_text().replace("max_batch_size", "max_batchsize"))
         assert "failed to read text proto" in load(tmp_path / backend)
+
+
+def test_a_server_that_goes_away_is_one_sentence(served_model):
+    ports = [loadtest.free_port() for _ in range(3)]
+    server = ClassifierServer(served_model, http_port=ports[0], grpc_port=ports[1], metrics_port=ports[2],
+                              log_file="/dev/null").start()
+    backends = [TritonBackend(server.urls[p], timeout_s=10).activate() for p in ("http", "grpc")]
+    server.stop()
+    pixels = np.zeros((1, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    for backend in backends:
+        with pytest.raises(BackendError, match=r"^The Triton server at .* (refused the request|did not answer)"):
+            backend.infer(pixels)
+        backend.deactivate()

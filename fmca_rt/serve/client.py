@@ -70,7 +70,12 @@ class TritonBackend(Backend):
 
     def activate(self) -> "TritonBackend":
         if not self.is_active:  # no model file here: activate_impl asks the server instead
-            self.metadata = self.activate_impl()
+            try:
+                self.metadata = self.activate_impl()
+            except ServeError:
+                if self._client is not None:
+                    self.deactivate_impl()
+                raise
             self.is_active = True
         return self
 
@@ -111,6 +116,9 @@ class TritonBackend(Backend):
             result = self._client.infer(self.model_name, inputs, outputs=outputs, **self._call_options())
         except self._module.InferenceServerException as error:
             raise BackendError(f"The Triton server at {self.endpoint} refused the request: "
+                               f"{server_error_message(error)}.") from None
+        except OSError as error:  # the HTTP client's socket errors and timeouts (gRPC's arrive as the above)
+            raise BackendError(f"The Triton server at {self.endpoint} did not answer: "
                                f"{server_error_message(error)}.") from None
         return result.as_numpy(self.metadata.output_name)
 
