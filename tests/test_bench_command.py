@@ -49,6 +49,7 @@ def test_result_describes_the_machine_and_the_load(quick_run):
     assert machine["cores"] >= 1 and machine["cpu"]
     assert {"python", "numpy", "onnxruntime", "torch"} <= set(machine["libraries"])
     assert len(result["load_average"]["before"]) == 3
+    assert result["model"]["config"]["embed_dim"] == 96 and result["model"]["config"]["image_size"] == 112
 
 
 def test_accuracy_against_pytorch_float32_on_real_face_crops(quick_run):

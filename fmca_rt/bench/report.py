@@ -22,7 +22,9 @@ def machine_lines(result: dict) -> list[str]:
         f"- Model: {result['model']['description']}",
         f"- Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']}",
         f"- {settings['iters']} timed iterations per row after {settings['warmup']} warm-up, in "
-        f"{settings['rounds']} interleaved rounds; medians (p50) and percentiles in milliseconds",
+        f"{settings['rounds']} interleaved rounds; medians (p50) and percentiles in milliseconds; speed-up = "
+        f"{result['baseline']}'s p50 / the row's p50; host MB: resident-memory growth while loading "
+        "(negative when the allocator returned memory) / the process's peak while the row ran",
     ]
 
 

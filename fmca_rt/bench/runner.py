@@ -175,6 +175,7 @@ def run_benchmark(variants: list[Variant], artifacts: Artifacts, timing_crops: l
             _interleaved(contenders, settings, sampler,
                          lambda c: c.frame_watch.time("frame", detectors[c.name].predict, frame_bgr))
     settings = Settings(**{**asdict(settings), "frame": settings.frame and frame_bgr is not None})
+    model_info = {**model_info, "config": contenders[0].backend.metadata.config}
     result = {"schema": SCHEMA, "baseline": BASELINE, "machine": machine_info(), "model": model_info,
               "settings": asdict(settings), "load_average": {"before": load_before, "after": load_average()},
               "variants": {c.name: c.variant.summary for c in contenders}, "skipped": skipped,
