@@ -35,7 +35,10 @@ _REQUIRED_KEYS = ("vit.patch_embed.proj.weight", "vit.pos_embed", "token_se.scal
 
 def _numpy_scalar_globals() -> list:
     """The pickle globals numpy scalars need (published checkpoints keep them in `history`), nothing more."""
-    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy < 2
+        from numpy.core.multiarray import scalar
     return [(scalar, "numpy._core.multiarray.scalar"), (scalar, "numpy.core.multiarray.scalar"), np.dtype,
             *(type(np.dtype(code)) for code in "?bhilqBHILQefdg")]
 
