@@ -16,7 +16,8 @@ def test_percentiles_match_numpy_in_milliseconds():
     assert stats["n"] == 101
     for q in (50, 90, 99):
         assert stats[f"p{q}"] == pytest.approx(np.percentile(seconds, q) * 1000, abs=1e-3)
-    assert percentiles_ms([]) == {"n": 0, "p50": None, "p90": None, "p99": None}
+    assert stats["min"] == pytest.approx(min(seconds) * 1000, abs=1e-3)
+    assert percentiles_ms([]) == {"n": 0, "min": None, "p50": None, "p90": None, "p99": None}
 
 
 def test_stopwatch_times_each_stage_and_returns_the_result():

@@ -23,13 +23,13 @@ def machine_lines(result: dict) -> list[str]:
         f"- Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']}",
         f"- {settings['iters']} timed iterations per row after {settings['warmup']} warm-up, in "
         f"{settings['rounds']} interleaved rounds; medians (p50) and percentiles in milliseconds; speed-up = "
-        f"{result['baseline']}'s p50 / the row's p50; host MB: resident-memory growth while loading "
+        f"{result['baseline']}'s inference p50 / the row's (in brackets: the same with minima); host MB: resident-memory growth while loading "
         "(negative when the allocator returned memory) / the process's peak while the row ran",
     ]
 
 
-LATENCY_HEADER = ("| variant | batch | infer p50 | p90 | p99 | preprocess p50 | postprocess p50 | faces/s "
-                  "| frame p50 | speed-up (infer) | speed-up (frame) | host MB load / peak RSS | GPU MB |")
+LATENCY_HEADER = ("| variant | batch | infer p50 | p90 | p99 | min | preprocess p50 | postprocess p50 | faces/s "
+                  "| frame p50 | speed-up p50 (min) | speed-up frame | host MB load / peak RSS | GPU MB |")
 
 
 def latency_table(result: dict) -> list[str]:
@@ -40,9 +40,10 @@ def latency_table(result: dict) -> list[str]:
         frame_speedup = "n/a" if row["frame_speedup_vs_baseline"] is None else f"{row['frame_speedup_vs_baseline']:.2f}x"
         lines.append(
             f"| {row['variant']} | {row['batch']} | {_ms(latency['infer']['p50'])} | {_ms(latency['infer']['p90'])} "
-            f"| {_ms(latency['infer']['p99'])} | {_ms(latency['preprocess']['p50'])} "
+            f"| {_ms(latency['infer']['p99'])} | {_ms(latency['infer']['min'])} | {_ms(latency['preprocess']['p50'])} "
             f"| {_ms(latency['postprocess']['p50'])} | {row['throughput_faces_per_s']:.1f} | {_ms(frame)} "
-            f"| {row['speedup_vs_baseline']:.2f}x | {frame_speedup} | {_mb(memory['load'])} / {_mb(memory['peak_rss'])} "
+            f"| {row['speedup_vs_baseline']:.2f}x ({row['speedup_vs_baseline_min']:.2f}x) | {frame_speedup} "
+            f"| {_mb(memory['load'])} / {_mb(memory['peak_rss'])} "
             f"| {_mb(row['gpu_memory_mb'])} |")
     return lines
 
