@@ -41,3 +41,18 @@ def test_command_writes_outlined_explanations(model, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "changed region: heat inside" in printed and "5 forward passes per face" in printed
     assert main(["--checkpoint", str(tmp_path / "model.pth"), "--data", str(tmp_path / "none")]) == 2
+
+
+def test_faces_without_positive_heat_are_counted_not_averaged():
+    from training.explanation_check import summarize
+
+    def row(name, heat):
+        values = {"name": name, "fake_probability": 0.5, "passes": 50}
+        for region in REGIONS:
+            values.update({f"heat_in_{region}": heat, f"area_of_{region}": 0.4,
+                           f"in_to_out_{region}": heat / (1 - heat) if heat == heat else heat})
+        return values
+
+    text = summarize([row("a", 0.8), row("b", float("nan"))])
+    assert "1 faces have no positive heat" in text
+    assert "changed region: heat inside 80.0% (median 80.0%)" in text and "on 1/1 faces" in text

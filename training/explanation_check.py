@@ -68,7 +68,7 @@ def check_face(model, rgb: np.ndarray, seed: int, method: str = "occlusion", str
         inside = explanation.mass_inside(region)
         row[f"heat_in_{region_name}"] = inside
         row[f"area_of_{region_name}"] = float(region.mean())
-        row[f"in_to_out_{region_name}"] = inside / (1 - inside) if inside < 1 else float("inf")
+        row[f"in_to_out_{region_name}"] = inside / (1 - inside) if inside != 1 else float("inf")
     if out is not None:
         drawing = explanation.render()
         contours, _ = cv2.findContours(np.uint8(mask > REGIONS["changed"] * mask.max()), cv2.RETR_EXTERNAL,
@@ -97,14 +97,18 @@ def summarize(rows: list[dict]) -> str:
     for row in rows:
         lines.append(f"{row['name'][:28]:<28} {row['fake_probability']:>7.3f} " + " ".join(
             f"{row[f'heat_in_{r}']:>14.1%} {row[f'area_of_{r}']:>12.1%} {row[f'in_to_out_{r}']:>13.2f}" for r in REGIONS))
+    heated = [row for row in rows if not np.isnan(row["heat_in_changed"])]
+    if len(heated) < len(rows):
+        lines.append(f"{len(rows) - len(heated)} faces have no positive heat (hiding no window lowered P(fake)); "
+                     "the lines below are over the other faces")
     for r in REGIONS:
-        heat = np.array([row[f"heat_in_{r}"] for row in rows])
-        area = np.array([row[f"area_of_{r}"] for row in rows])
-        ratio = np.array([row[f"in_to_out_{r}"] for row in rows])
+        heat = np.array([row[f"heat_in_{r}"] for row in heated])
+        area = np.array([row[f"area_of_{r}"] for row in heated])
+        ratio = np.array([row[f"in_to_out_{r}"] for row in heated])
         lines.append(f"{r} region: heat inside {heat.mean():.1%} (median {np.median(heat):.1%}) of the positive heat on "
                      f"{area.mean():.1%} of the area; inside/outside ratio median {np.median(ratio):.2f}; more heat inside "
-                     f"than outside on {(heat > 0.5).sum()}/{len(rows)} faces; heat share above area share on "
-                     f"{(heat > area).sum()}/{len(rows)}")
+                     f"than outside on {(heat > 0.5).sum()}/{len(heated)} faces; heat share above area share on "
+                     f"{(heat > area).sum()}/{len(heated)}")
     lines.append(f"{rows[0]['passes']} forward passes per face")
     return "\n".join(lines)
 
