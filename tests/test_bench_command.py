@@ -88,6 +88,7 @@ def test_a_second_run_reuses_the_exported_files(quick_run, capsys):
     (["--model", "nonsense"], "must be a checkpoint"),
     (["--model", "tiny", "--backends", "torch-fp32,warp-drive"], "Unknown benchmark backend warp-drive"),
     (["--model", "tiny", "--backends", "cpu", "--device", "cuda"], "run on the CPU only"),
+    (["--model", "tiny", "--iters", "3", "--rounds", "4"], "--rounds between 1 and --iters"),
 ])
 def test_user_mistakes_get_one_sentence_and_exit_status_2(arguments, message, capsys):
     assert main(["benchmark", "--quick", *arguments]) == 2

@@ -47,3 +47,15 @@ def test_machine_info_names_the_cpu_and_the_libraries():
     assert "numpy" in info["libraries"] and "python" in info["libraries"]
     assert set(info["cpu_features"]) <= {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16",
                                          "amx_bf16", "amx_int8", "asimd"}
+
+
+def test_interleaved_rounds_run_exactly_iters_per_variant_in_rotating_order():
+    from types import SimpleNamespace
+
+    from fmca_rt.bench.runner import Settings, _interleaved
+
+    contenders = [SimpleNamespace(name=n, backend=SimpleNamespace(device="cpu", name="onnxruntime")) for n in "abc"]
+    calls = []
+    with PeakMemorySampler() as sampler:
+        _interleaved(contenders, Settings(iters=5, rounds=2, pause=0.0), sampler, lambda c: calls.append(c.name))
+    assert calls == list("aaabbbccc" + "bbccaa")  # 3 + 2 iterations, the second round starting at b

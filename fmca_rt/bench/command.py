@@ -62,8 +62,8 @@ def _settings(args: argparse.Namespace):
                         iters=args.iters or (2 if quick else 20), warmup=args.warmup if args.warmup is not None
                         else (1 if quick else 3), rounds=args.rounds or (1 if quick else 5),
                         pause=0.0 if quick else 0.05, device=args.device, frame=not args.no_frame)
-    if settings.iters < 1 or settings.rounds < 1 or settings.warmup < 0:
-        raise ConfigError("--iters and --rounds must be at least 1 and --warmup at least 0.")
+    if settings.iters < 1 or settings.warmup < 0 or not 1 <= settings.rounds <= settings.iters:
+        raise ConfigError("--iters must be at least 1, --rounds between 1 and --iters, --warmup at least 0.")
     return settings
 
 

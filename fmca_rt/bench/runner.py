@@ -90,8 +90,8 @@ def _activate(variants: list[Variant], artifacts: Artifacts, settings: Settings,
 
 
 def _interleaved(contenders: list[Contender], settings: Settings, sampler: PeakMemorySampler, run_block) -> None:
-    block = -(-settings.iters // settings.rounds)
     for round_index in range(settings.rounds):
+        block = settings.iters // settings.rounds + (round_index < settings.iters % settings.rounds)
         shift = round_index % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
             time.sleep(settings.pause)
