@@ -1,11 +1,12 @@
 """The INT8 form of a float32 FMCA-Net ONNX file that the CPU mode runs, made once and cached.
 
-What is quantized, and why (measured with `fmca-rt benchmark`, see benchmarks/RESULTS.md): the weights of
-the matrix products with a constant operand (the ViT's qkv/proj/fc1/fc2, FTMA, SFCM projections, head) to
-INT8 per output channel, their activations to UINT8 at run time (ONNX Runtime's DynamicQuantizeMatMul,
-whose kernels use the CPU's VNNI dot products). Left in float32: the attention score and value products
-(both operands are activations), softmax, normalization, GELU, and the frequency CNN's convolutions, for
-which ONNX Runtime's integer convolution (ConvInteger) is several times slower than its float32 one.
+What is quantized, and why (benchmarks/RESULTS.md: the `cpu` row of `fmca-rt benchmark` against the rows
+that quantize everything, and what else was tried): the weights of the matrix products with a constant
+operand (the ViT's qkv/proj/fc1/fc2, FTMA, SFCM projections, head) to INT8 per output channel, their
+activations to UINT8 at run time (ONNX Runtime's DynamicQuantizeMatMul, whose kernels use the CPU's VNNI
+dot products). Left in float32: the attention score and value products (both operands are activations),
+softmax, normalization, GELU, and the frequency CNN's convolutions, for which ONNX Runtime's integer
+convolution (ConvInteger) is several times slower than its float32 one.
 Dynamic quantization needs no calibration data, so any exported model can run in the CPU mode.
 """
 
