@@ -89,6 +89,7 @@ def test_a_second_run_reuses_the_exported_files(quick_run, capsys):
     (["--model", "tiny", "--backends", "torch-fp32,warp-drive"], "Unknown benchmark backend warp-drive"),
     (["--model", "tiny", "--backends", "cpu", "--device", "cuda"], "run on the CPU only"),
     (["--model", "tiny", "--iters", "3", "--rounds", "4"], "--rounds between 1 and --iters"),
+    (["--model", "tiny", "--device", "tpu"], "--device must be cpu, cuda or cuda:N"),
 ])
 def test_user_mistakes_get_one_sentence_and_exit_status_2(arguments, message, capsys):
     assert main(["benchmark", "--quick", *arguments]) == 2
@@ -100,3 +101,11 @@ def test_a_tensorrt_row_without_an_engine_is_reported_as_not_run(tmp_path, capsy
     assert main(["benchmark", "--model", str(tiny_checkpoint()), "--quick", "--no-frame", "--backends", "tensorrt",
                  "--work-dir", str(tmp_path)]) == 0
     assert "- tensorrt: The tensorrt variant runs a prebuilt engine: pass --engine FILE" in capsys.readouterr().out
+
+
+def test_asking_for_a_gpu_without_one_is_one_sentence(capsys):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    assert main(["benchmark", "--quick", "--model", "tiny", "--backends", "torch-fp32", "--device", "cuda"]) == 2
+    assert "PyTorch sees no CUDA GPU" in capsys.readouterr().err

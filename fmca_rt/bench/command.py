@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DependencyError
+from ..errors import ConfigError, DependencyError, DeviceError
 from .variants import DEFAULT_VARIANTS, VARIANTS
 
 FRAME_SIZE = (1280, 720)  # the end-to-end frame: a 720p video frame with one face
@@ -116,6 +116,19 @@ def _crops() -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
     return base, accuracy_crops(base), calibration_crops(base)
 
 
+def _check_device(device: str | None) -> None:
+    if device is None or device == "cpu":
+        return
+    if not device.startswith("cuda"):
+        raise ConfigError(f"--device must be cpu, cuda or cuda:N, not {device!r}.")
+    try:
+        import torch
+    except ImportError:
+        raise DependencyError("The benchmark's PyTorch baseline needs torch: pip install 'fmca-rt[train]'.") from None
+    if not torch.cuda.is_available():
+        raise DeviceError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU on this machine.")
+
+
 def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..video.sinks import write_json_atomically
     from .artifacts import Artifacts
@@ -125,6 +138,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     variants = select_variants([n.strip() for n in args.backends.split(",") if n.strip()], settings.device)
+    _check_device(settings.device)
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
     for name in ("fmca_rt.bench", "fmca_rt.export"):
         logging.getLogger(name).setLevel(logging.INFO)
