@@ -35,6 +35,16 @@ class AugmentConfig:
     erase_aspect: tuple[float, float] = (0.3, 3.3)
 
 
+AUGMENTATIONS: dict[str, AugmentConfig | None] = {
+    "paper": AugmentConfig(),
+    # Horizontal flips only: for short runs from random weights on small data (the demo), where the paper's
+    # blur, resampling, rotation, color jitter and erasing slow learning more than a few hundred steps allow.
+    "light": AugmentConfig(blur_probability=0.0, down_up_probability=0.0, rotation_degrees=0.0, brightness=0.0,
+                           contrast=0.0, saturation=0.0, hue=0.0, erase_probability=0.0),
+    "none": None,
+}
+
+
 def augment_rgb(rgb: np.ndarray, rng: np.random.Generator, config: AugmentConfig = AugmentConfig()) -> np.ndarray:
     """Randomly blurred, down-up resized, flipped, rotated and color-jittered copy of an H x W x 3 uint8 crop."""
     image = Image.fromarray(rgb)

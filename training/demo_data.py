@@ -26,12 +26,17 @@ import numpy as np
 from fmca_rt.errors import DataError, FMCAError
 from fmca_rt.faces import HaarFaceDetector
 
-from .self_blend import CROP_SCALE, self_blend
+from .self_blend import CROP_SCALE, SelfBlendConfig, self_blend
 
 FRAMES_PER_VIDEO = 4
 METHODS = {"SelfBlendColor": dict(color=True, frequency=False),
            "SelfBlendFrequency": dict(color=False, frequency=True)}
 MARKER = "demo_dataset.json"
+# Stronger source changes than training-time self-blending, and always a full blend: the demo shows the
+# whole pipeline learning within minutes on a CPU, so its fakes are plainly visible.
+DEMO_BLEND = SelfBlendConfig(rgb_shift=40.0, hue_shift=12.0, saturation_scale=0.3, value_scale=0.25, contrast=0.2,
+                             down_up_scale=(0.25, 0.5), sharpen_amount=(1.5, 3.0), blur_sigma=(1.5, 3.0),
+                             blend_ratios=(1.0,))
 
 
 def source_photos() -> dict[str, np.ndarray]:
@@ -105,7 +110,7 @@ def write_split(folder: Path, photos, boxes, videos_per_class: int, size: int, r
             for frame in range(FRAMES_PER_VIDEO):
                 rgb = render_frame(photos[photo], boxes[photo], view, size, rng)
                 if label == "fake":
-                    rgb, _ = self_blend(rgb, rng, **METHODS[method])
+                    rgb, _ = self_blend(rgb, rng, config=DEMO_BLEND, **METHODS[method])
                 rgb = jpeg_round_trip(rgb, view["quality"])
                 path = folder / label / f"{prefix}_{photo}-v{video:03d}_f{frame:02d}.png"
                 cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))

@@ -5,7 +5,7 @@ backbone at lr 6e-6 and weight decay 0.05 and everything else at lr 6e-5 without
 over the first 10% of steps then cosine decay to 0, gradient clipping at norm 1, EMA decay 0.999, batch 16.
 Its small rates assume a pretrained backbone (`--backbone-weights`). `scratch` is for a model trained from
 random weights (the `tiny` preset, which has no pretrained backbone): the same recipe with rates fit for
-training from scratch.
+training from scratch and horizontal flips as the only augmentation (training.augment).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ class Recipe:
     focal_alpha: float = 0.6
     focal_gamma: float = 2.0
     batch_size: int = 16
+    augment: str = "paper"  # a name in training.augment.AUGMENTATIONS
 
     def replace(self, **changes) -> "Recipe":
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -43,7 +44,8 @@ class Recipe:
 
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(),
-    "scratch": Recipe(backbone_lr=1e-3, head_lr=1e-3, backbone_weight_decay=0.05, head_weight_decay=0.05),
+    "scratch": Recipe(backbone_lr=1e-3, head_lr=1e-3, backbone_weight_decay=0.05, head_weight_decay=0.05,
+                      augment="light"),
 }
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import math
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from fmca_rt.errors import ConfigError, FMCAError
 
-from .augment import AugmentConfig
+from .augment import AUGMENTATIONS
 from .checkpoint import read_checkpoint
 from .config import get_preset
 from .data import describe, load_split
@@ -58,7 +59,7 @@ class TrainOptions:
     select_by: str = "auc"
     ema_warmup: bool = True
     dropout: bool = True
-    augment: bool = True
+    augment: str | None = None  # None: the recipe's
     amp: bool = True
     seed: int = 0
     workers: int = 0
@@ -68,10 +69,11 @@ class TrainOptions:
 
     def resolved_recipe(self) -> Recipe:
         name = self.recipe or ("paper" if self.backbone_weights else "scratch")
-        return get_recipe(name).replace(batch_size=self.batch_size, backbone_lr=self.backbone_lr, head_lr=self.head_lr)
+        return get_recipe(name).replace(batch_size=self.batch_size, backbone_lr=self.backbone_lr, head_lr=self.head_lr,
+                                        augment=self.augment)
 
 
-def build_datasets(options: TrainOptions, config) -> tuple[FaceCropDataset, FaceCropDataset, str]:
+def build_datasets(options: TrainOptions, config, recipe: Recipe) -> tuple[FaceCropDataset, FaceCropDataset, str]:
     """Training and validation datasets, and a description of both for the log."""
     if options.self_blend:
         train_real = load_split(options.data, "train", required_classes=("real",))
@@ -86,7 +88,7 @@ def build_datasets(options: TrainOptions, config) -> tuple[FaceCropDataset, Face
         valid_samples = load_split(options.data, "valid")
         train_items, valid_items = [Item(s) for s in train_samples], [Item(s) for s in valid_samples]
         text = f"train: {describe(train_samples)}; valid: {describe(valid_samples)}"
-    augment = AugmentConfig() if options.augment else None
+    augment = AUGMENTATIONS[recipe.augment]
     train = FaceCropDataset(train_items, config, augment, seed=options.seed, on_unreadable="substitute")
     valid = FaceCropDataset(valid_items, config, None, seed=options.seed + 1, on_unreadable="skip")
     return train, valid, text
@@ -140,7 +142,7 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
                         "replace it, or choose another --out.")
     if recipe.batch_size % context.world_size:
         raise ConfigError(f"The batch size {recipe.batch_size} is not divisible by the {context.world_size} processes.")
-    train_set, valid_set, data_text = build_datasets(options, config)
+    train_set, valid_set, data_text = build_datasets(options, config, recipe)
     per_process_batch = recipe.batch_size // context.world_size
     if len(train_set) < recipe.batch_size:
         raise FMCAError(f"The training set has {len(train_set)} images, fewer than one batch ({recipe.batch_size}).")
@@ -180,6 +182,7 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
     logger = RunLogger(out, enabled=context.is_main, history=state.history)
     try:
         for epoch in range(state.epoch, options.epochs):
+            started = time.perf_counter()
             sampler.set_epoch(epoch)
             train_set.set_epoch(epoch)
             train_stats = train_one_epoch(network, model, ema, loader, optimizer, scheduler, scaler, recipe, state,
@@ -187,6 +190,7 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
                                           desc=f"epoch {epoch + 1}/{options.epochs}")
             report, predictions = validate(ema, valid_set, per_process_batch, context, options.workers, recipe)
             row = _epoch_row(epoch, train_stats, report)
+            row["epoch_seconds"] = round(time.perf_counter() - started, 1)
             state.epoch = epoch + 1
             state.history = logger.history + [row]
             score = row["val_auc"] if options.select_by == "auc" else row["val_accuracy"]
@@ -290,7 +294,9 @@ def parse_args(argv=None) -> TrainOptions:
                         help="constant EMA decay from the first step, exactly as in the paper")
     parser.add_argument("--no-dropout", dest="dropout", action="store_false",
                         help="disable dropout (makes runs with different process counts comparable)")
-    parser.add_argument("--no-augment", dest="augment", action="store_false", help="disable data augmentation")
+    parser.add_argument("--augment", choices=sorted(AUGMENTATIONS),
+                        help="training augmentation (default: the recipe's; paper: all of the paper's, "
+                             "light: horizontal flips)")
     parser.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=0, help="data-loading processes per training process")
