@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, DistributedSampler
 from fmca_rt.errors import ConfigError, FMCAError
 
 from .augment import AUGMENTATIONS
-from .checkpoint import read_checkpoint
 from .config import get_preset
 from .data import describe, load_split
 from .dataset import FaceCropDataset, Item, collate, self_blend_items
@@ -40,7 +39,8 @@ from .losses import focal_loss
 from .model import FMCANet
 from .recipe import Recipe, build_optimizer, build_scheduler, get_recipe
 from .run_logging import RunLogger
-from .train_loop import TrainState, train_one_epoch
+from .run_state import TrainState, checkpoint_extras, restore, rng_state
+from .train_loop import train_one_epoch
 
 
 @dataclass(frozen=True)
@@ -112,13 +112,6 @@ def validate(ema: ModelEMA, valid: FaceCropDataset, batch_size: int, context: Di
     return report, predictions
 
 
-def checkpoint_extras(state: TrainState, ema: ModelEMA, rng_states: list, report: dict) -> dict:
-    return {"epoch": state.epoch, "ema_state_dict": ema.state_dict(), "ema_updates": ema.updates,
-            "val_acc": report["frame"]["accuracy"], "val_auc": report["frame"]["auc"], "history": state.history,
-            "best_score": state.best_score, "best_epoch": state.best_epoch, "total_steps": state.total_steps,
-            "rng_states": rng_states}
-
-
 def train(options: TrainOptions, on_epoch_end=None) -> dict:
     """Run training; `on_epoch_end(epoch, row)` is called on every process after each epoch is saved."""
     if options.select_by not in ("auc", "accuracy"):
@@ -173,7 +166,7 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
     torch.manual_seed(options.seed + 1 + context.rank)  # dropout differs between processes, as their data does
 
     if resume_path is not None:
-        _restore(resume_path, state, model, ema, optimizer, scheduler, scaler, context)
+        restore(resume_path, state, model, ema, optimizer, scheduler, scaler, context)
     if context.is_main:
         out.mkdir(parents=True, exist_ok=True)
         print(f"{data_text}\nmodel: {options.preset} ({sum(p.numel() for p in model.parameters()):,} parameters, "
@@ -197,7 +190,7 @@ def _train(options: TrainOptions, context: DistributedContext, on_epoch_end) -> 
             improved = score is not None and score > state.best_score
             if improved:
                 state.best_score, state.best_epoch = score, epoch + 1
-            rng_states = all_gather_objects(context, _rng_state(context))
+            rng_states = all_gather_objects(context, rng_state(context))
             if context.is_main:
                 extras = checkpoint_extras(state, ema, rng_states, report)
                 model.save_checkpoint(out / "last.pth", optimizer_state_dict=optimizer.state_dict(),
@@ -239,36 +232,6 @@ def _print_epoch(row: dict, epochs: int, improved: bool, select_by: str) -> None
           f"val (EMA) loss {fmt(row['val_loss'])} acc {fmt(row['val_accuracy'])} AUC {fmt(row['val_auc'])} "
           f"video AUC {fmt(row['val_video_auc'])}" + (f" | best {select_by}, saved best.pth" if improved else "")
           + (f" | skipped {skipped} unreadable images" if skipped else ""), flush=True)
-
-
-def _rng_state(context: DistributedContext) -> dict:
-    state = {"torch": torch.get_rng_state()}
-    if context.device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(context.device)
-    return state
-
-
-def _restore(path: Path, state: TrainState, model, ema, optimizer, scheduler, scaler, context) -> None:
-    contents = read_checkpoint(path, map_location=context.device)
-    if "optimizer_state_dict" not in contents or "rng_states" not in contents:
-        raise FMCAError(f"{path} is not a last.pth of a training run (no optimizer or random state) and cannot be resumed.")
-    if contents["total_steps"] != state.total_steps:
-        raise FMCAError(f"{path} was trained for {contents['total_steps']} steps in all, this run would take "
-                        f"{state.total_steps}: resume with the same data, --epochs and --batch-size.")
-    if contents["config"] != model.config.to_dict():
-        raise FMCAError(f"{path} holds a different model configuration; resume with the same --preset and --image-size.")
-    model.load_state_dict(contents["model_state_dict"])
-    ema.load_state_dict(contents["ema_state_dict"], contents["ema_updates"])
-    optimizer.load_state_dict(contents["optimizer_state_dict"])
-    scheduler.load_state_dict(contents["scheduler_state_dict"])
-    scaler.load_state_dict(contents["scaler_state_dict"])
-    state.epoch, state.history = contents["epoch"], list(contents["history"])
-    state.best_score, state.best_epoch = contents["best_score"], contents["best_epoch"]
-    rng_states = contents["rng_states"]
-    if len(rng_states) == context.world_size:  # the exact random streams only with the same process count
-        torch.set_rng_state(rng_states[context.rank]["torch"].cpu())
-        if "cuda" in rng_states[context.rank] and context.device.type == "cuda":
-            torch.cuda.set_rng_state(rng_states[context.rank]["cuda"].cpu(), context.device)
 
 
 def parse_args(argv=None) -> TrainOptions:

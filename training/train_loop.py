@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass, field
 
 import torch
 from tqdm import tqdm
@@ -13,19 +11,9 @@ from .distributed import DistributedContext, all_gather_objects
 from .ema import ModelEMA
 from .losses import focal_loss
 from .recipe import Recipe
+from .run_state import TrainState
 
 MAX_LISTED_UNREADABLE = 5
-
-
-@dataclass
-class TrainState:
-    """What a run has done so far; saved in last.pth for --resume."""
-    total_steps: int
-    epoch: int = 0  # epochs completed
-    step: int = 0  # optimizer steps taken
-    best_score: float = -math.inf
-    best_epoch: int = 0
-    history: list[dict] = field(default_factory=list)
 
 
 def train_one_epoch(network: torch.nn.Module, model: torch.nn.Module, ema: ModelEMA, loader, optimizer, scheduler,
