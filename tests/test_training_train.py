@@ -187,3 +187,31 @@ def test_evaluate_reports_frame_video_and_method_metrics(demo_dataset, tmp_path)
     # the report of best.pth's epoch written during training agrees with a fresh evaluation
     during = json.loads((tmp_path / "run" / "best_validation" / "report.json").read_text())
     assert during["frame"]["auc"] == pytest.approx(report["frame"]["auc"], abs=1e-6)
+
+
+def test_unreadable_images_are_counted_in_the_run_not_fatal(demo_dataset, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(demo_dataset, data)
+    sorted((data / "train" / "fake").iterdir())[0].write_bytes(b"truncated")
+    sorted((data / "valid" / "real").iterdir())[0].write_bytes(b"")
+    train(options(data, tmp_path / "run", epochs=1))
+    row = json.loads((tmp_path / "run" / "history.json").read_text())[0]
+    assert row["train_unreadable_images"] == 1 and row["val_unreadable_images"] == 1
+    report = json.loads((tmp_path / "run" / "best_validation" / "report.json").read_text())
+    assert report["frame"]["count"] == 15 and report["unreadable_images"] == 1
+
+
+def test_backbone_weights_are_loaded_and_select_the_paper_recipe(demo_dataset, tmp_path):
+    donor = FMCANet.from_preset("tiny", image_size=56)
+    backbone = {name: tensor for name, tensor in donor.vit.state_dict().items()}  # official files: no "vit." prefix
+    torch.save(backbone, tmp_path / "dinov2_tiny.pth")
+    train(options(demo_dataset, tmp_path / "run", epochs=1, backbone_weights=str(tmp_path / "dinov2_tiny.pth")))
+    last = read_checkpoint(tmp_path / "run" / "last.pth")
+    assert last["recipe"]["backbone_lr"] == 6e-6 and last["recipe"]["augment"] == "paper"
+    groups = last["optimizer_state_dict"]["param_groups"]
+    assert [g["weight_decay"] for g in groups] == [0.05, 0.0]
+    trained = last["model_state_dict"]["vit.blocks.0.attn.qkv.weight"]
+    # two AdamW steps at lr <= 6e-6 move a weight by at most ~1.2e-5; a random initialization differs by ~0.1
+    assert (trained - backbone["blocks.0.attn.qkv.weight"]).abs().max() < 1e-4
