@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 
 from fmca_rt.errors import DataError, DependencyError
+from fmca_rt.metadata import ModelMetadata
+from fmca_rt.preprocess import preprocess
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 # (package, file inside the package, square face box x1, y1, x2, y2 in pixels)
@@ -57,6 +59,20 @@ def image_files(folder: str | Path) -> list[Path]:
     if not files:
         raise DataError(f"{folder} holds no images ({', '.join(IMAGE_SUFFIXES)}).")
     return files
+
+
+def load_face_batch(files: list[Path], metadata: ModelMetadata) -> tuple[np.ndarray, list[Path], int]:
+    """Crops preprocessed as the model expects: (pixels N x 3 x S x S, the files kept, undecodable count)."""
+    crops, kept = [], []
+    for path in files:
+        rgb = read_rgb(path)
+        if rgb is not None:
+            crops.append(rgb)
+            kept.append(path)
+    if not crops:
+        raise DataError(f"None of the {len(files)} images under {files[0].parent} could be decoded.")
+    pixels = preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
+    return pixels, kept, len(files) - len(kept)
 
 
 def label_of(path: Path) -> int | None:

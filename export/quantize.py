@@ -21,9 +21,8 @@ import onnx
 
 from fmca_rt.errors import DataError, DependencyError, ExportError
 from fmca_rt.metadata import ModelMetadata
-from fmca_rt.preprocess import preprocess
 
-from .face_samples import image_files, label_of, read_rgb
+from .face_samples import image_files, label_of, load_face_batch
 from .ort_session import cpu_session
 
 QUANTIZED_OP_TYPES = ["MatMul", "Gemm", "Conv"]
@@ -58,19 +57,6 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     greater = (positives[:, None] > negatives[None, :]).mean()
     ties = (positives[:, None] == negatives[None, :]).mean()
     return float(greater + 0.5 * ties)
-
-
-def _load_crops(files: list[Path], metadata: ModelMetadata) -> tuple[np.ndarray, list[Path], int]:
-    crops, kept = [], []
-    for path in files:
-        rgb = read_rgb(path)
-        if rgb is not None:
-            crops.append(rgb)
-            kept.append(path)
-    if not crops:
-        raise DataError(f"None of the {len(files)} images under {files[0].parent} could be decoded.")
-    pixels = preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
-    return pixels, kept, len(files) - len(kept)
 
 
 def _split_files(calib_dir, holdout_dir) -> tuple[list[Path], list[Path]]:
@@ -126,8 +112,8 @@ def quantize_int8(float_onnx: str | Path, calib_dir: str | Path, output: str | P
     if metadata.extra.get("plugins"):
         raise ExportError(f"{float_onnx} has TensorRT plugin nodes; quantize the plain export instead.")
     calibration_files, holdout_files = _split_files(calib_dir, holdout_dir)
-    calibration_pixels, _, skipped_calibration = _load_crops(calibration_files, metadata)
-    holdout_pixels, holdout_kept, skipped_holdout = _load_crops(holdout_files, metadata)
+    calibration_pixels, _, skipped_calibration = load_face_batch(calibration_files, metadata)
+    holdout_pixels, holdout_kept, skipped_holdout = load_face_batch(holdout_files, metadata)
 
     with tempfile.TemporaryDirectory(prefix="fmca-int8-") as scratch:
         prepared_path, quantized_path = Path(scratch) / "prepared.onnx", Path(scratch) / "int8.onnx"
