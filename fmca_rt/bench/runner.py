@@ -4,7 +4,8 @@ Side by side means interleaved: each round runs a block of iterations of every v
 rotating between rounds), so a burst of load from something else on the machine hits all of them alike.
 A short idle pause before each block lets the previous engine's worker threads stop spinning. Each
 iteration is timed in three stages: preprocessing (face crops -> pixels), inference (the backend) and
-postprocessing (softmax, labels); a video frame with one face is timed end to end through the Detector.
+postprocessing (softmax, labels). At batch 1, each iteration is followed by a 720p video frame with one
+face timed end to end through the Detector (face detection, crop, preprocessing, inference, labels).
 """
 
 from __future__ import annotations
@@ -162,21 +163,26 @@ def run_benchmark(variants: list[Variant], artifacts: Artifacts, timing_crops: l
     load_before = load_average()
     contenders, skipped = _activate(variants, artifacts, settings, timing_crops)
     accuracy = _accuracy(contenders, accuracy_crops)
+    frame_on = settings.frame and frame_bgr is not None and 1 in settings.batches
+    detectors = {c.name: Detector(c.backend, faces="auto", batch_size=1) for c in contenders} if frame_on else {}
     with PeakMemorySampler() as sampler:
         for batch in settings.batches:
             crops = [timing_crops[i % len(timing_crops)] for i in range(batch)]
+            with_frame = frame_on and batch == 1
+
+            def run(contender: Contender) -> None:  # used at once by _interleaved: the loop variables hold
+                contender.iteration(crops, contender.watches[batch])
+                if with_frame:  # alternating with the inference iterations, so both see the same load
+                    contender.frame_watch.time("frame", detectors[contender.name].predict, frame_bgr)
+
             for contender in contenders:
                 contender.watches[batch] = Stopwatch()
                 for _ in range(settings.warmup):
                     contender.iteration(crops, Stopwatch())
-            _interleaved(contenders, settings, sampler, lambda c: c.iteration(crops, c.watches[batch]))
-        if settings.frame and frame_bgr is not None:
-            detectors = {c.name: Detector(c.backend, faces="auto", batch_size=1) for c in contenders}
-            for detector in detectors.values():
-                detector.predict(frame_bgr)
-            _interleaved(contenders, settings, sampler,
-                         lambda c: c.frame_watch.time("frame", detectors[c.name].predict, frame_bgr))
-    settings = Settings(**{**asdict(settings), "frame": settings.frame and frame_bgr is not None})
+                    if with_frame:
+                        detectors[contender.name].predict(frame_bgr)
+            _interleaved(contenders, settings, sampler, run)
+    settings = Settings(**{**asdict(settings), "frame": frame_on})
     model_info = {**model_info, "config": contenders[0].backend.metadata.config}
     result = {"schema": SCHEMA, "baseline": BASELINE, "machine": machine_info(), "model": model_info,
               "settings": asdict(settings), "load_average": {"before": load_before, "after": load_average()},
