@@ -56,6 +56,5 @@ def test_interleaved_rounds_run_exactly_iters_per_variant_in_rotating_order():
 
     contenders = [SimpleNamespace(name=n, backend=SimpleNamespace(device="cpu", name="onnxruntime")) for n in "abc"]
     calls = []
-    with PeakMemorySampler() as sampler:
-        _interleaved(contenders, Settings(iters=5, rounds=2, pause=0.0), sampler, lambda c: calls.append(c.name))
+    _interleaved(contenders, Settings(iters=5, rounds=2, pause=0.0), lambda c: calls.append(c.name))
     assert calls == list("aaabbbccc" + "bbccaa")  # 3 + 2 iterations, the second round starting at b

@@ -24,7 +24,8 @@ def machine_lines(result: dict) -> list[str]:
         f"- {settings['iters']} timed iterations per row after {settings['warmup']} warm-up, in "
         f"{settings['rounds']} interleaved rounds; medians (p50) and percentiles in milliseconds; speed-up = "
         f"{result['baseline']}'s inference p50 / the row's (in brackets: the same with minima); host MB: resident-memory growth while loading "
-        "(negative when the allocator returned memory) / the process's peak while the row ran",
+        "(negative when the allocator returned memory) / the process's peak during one extra untimed iteration"
+        " per batch size (memory is sampled outside the timed rounds)",
     ]
 
 

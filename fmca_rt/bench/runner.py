@@ -90,18 +90,26 @@ def _activate(variants: list[Variant], artifacts: Artifacts, settings: Settings,
     return contenders, skipped
 
 
-def _interleaved(contenders: list[Contender], settings: Settings, sampler: PeakMemorySampler, run_block) -> None:
+def _interleaved(contenders: list[Contender], settings: Settings, run_block) -> None:
     for round_index in range(settings.rounds):
         block = settings.iters // settings.rounds + (round_index < settings.iters % settings.rounds)
         shift = round_index % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
             time.sleep(settings.pause)
-            sampler.track(contender.name)
-            _reset_gpu_peak(contender)
             for _ in range(block):
                 run_block(contender)
-            _read_gpu_peak(contender)
-            sampler.track(None)
+
+
+def _measure_memory(contenders: list[Contender], batch_crops: list[list[np.ndarray]], sampler) -> None:
+    """One more untimed iteration per batch size and variant with the memory sampler on. Kept out of the
+    timed rounds: a sampling thread waking every few milliseconds slows a 2-core inference by ~15%."""
+    for contender in contenders:
+        sampler.track(contender.name)
+        _reset_gpu_peak(contender)
+        for crops in batch_crops:
+            contender.iteration(crops, Stopwatch())
+        _read_gpu_peak(contender)
+        sampler.track(None)
 
 
 def _torch_cuda(contender: Contender):
@@ -165,23 +173,25 @@ def run_benchmark(variants: list[Variant], artifacts: Artifacts, timing_crops: l
     accuracy = _accuracy(contenders, accuracy_crops)
     frame_on = settings.frame and frame_bgr is not None and 1 in settings.batches
     detectors = {c.name: Detector(c.backend, faces="auto", batch_size=1) for c in contenders} if frame_on else {}
+    for batch in settings.batches:
+        crops = [timing_crops[i % len(timing_crops)] for i in range(batch)]
+        with_frame = frame_on and batch == 1
+
+        def run(contender: Contender) -> None:  # used at once by _interleaved: the loop variables hold
+            contender.iteration(crops, contender.watches[batch])
+            if with_frame:  # alternating with the inference iterations, so both see the same load
+                contender.frame_watch.time("frame", detectors[contender.name].predict, frame_bgr)
+
+        for contender in contenders:
+            contender.watches[batch] = Stopwatch()
+            for _ in range(settings.warmup):
+                contender.iteration(crops, Stopwatch())
+                if with_frame:
+                    detectors[contender.name].predict(frame_bgr)
+        _interleaved(contenders, settings, run)
     with PeakMemorySampler() as sampler:
-        for batch in settings.batches:
-            crops = [timing_crops[i % len(timing_crops)] for i in range(batch)]
-            with_frame = frame_on and batch == 1
-
-            def run(contender: Contender) -> None:  # used at once by _interleaved: the loop variables hold
-                contender.iteration(crops, contender.watches[batch])
-                if with_frame:  # alternating with the inference iterations, so both see the same load
-                    contender.frame_watch.time("frame", detectors[contender.name].predict, frame_bgr)
-
-            for contender in contenders:
-                contender.watches[batch] = Stopwatch()
-                for _ in range(settings.warmup):
-                    contender.iteration(crops, Stopwatch())
-                    if with_frame:
-                        detectors[contender.name].predict(frame_bgr)
-            _interleaved(contenders, settings, sampler, run)
+        _measure_memory(contenders, [[timing_crops[i % len(timing_crops)] for i in range(batch)]
+                                     for batch in settings.batches], sampler)
     settings = Settings(**{**asdict(settings), "frame": frame_on})
     model_info = {**model_info, "config": contenders[0].backend.metadata.config}
     result = {"schema": SCHEMA, "baseline": BASELINE, "machine": machine_info(), "model": model_info,
