@@ -24,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 from fmca_rt.backends.tensorrt_env import cuda_driver_version, current_gpu, import_tensorrt, is_strongly_typed_only
-from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_atomically, write_engine
+from fmca_rt.atomic import write_atomically
+from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_engine
 from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
 from fmca_rt.metadata import ModelMetadata
 

@@ -19,10 +19,8 @@ import argparse
 import copy
 import hashlib
 import logging
-import os
 import signal
 import sys
-import tempfile
 import time
 import warnings
 from os import PathLike
@@ -32,6 +30,7 @@ import onnx
 import onnx_graphsurgeon as gs
 import torch
 
+from fmca_rt.atomic import atomic_path, temporary_beside
 from fmca_rt.errors import ExportError, FMCAError
 from fmca_rt.metadata import ModelMetadata
 from training import ops
@@ -109,33 +108,16 @@ def attach_metadata(model: onnx.ModelProto, metadata: ModelMetadata) -> None:
     model.producer_name, model.producer_version = "fmca-rt", metadata.package_version
 
 
-def _temporary_path_beside(output: Path) -> Path:
-    if not output.parent.is_dir():
-        raise ExportError(f"Cannot write {output}: folder {output.parent} does not exist.")
-    if output.is_dir():
-        raise ExportError(f"Cannot write {output}: it is a folder.")
-    try:
-        handle, name = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    except OSError as error:
-        raise ExportError(f"Cannot write {output}: {error.strerror}.") from None
-    os.close(handle)
-    return Path(name)
-
-
 def save_atomically(model: onnx.ModelProto, output: str | PathLike, check=None) -> Path:
     """Write beside `output`, run `check(temp_path)`, then rename: a failure never replaces a good file."""
     output = Path(output)
-    temporary = _temporary_path_beside(output)
-    try:
+    with atomic_path(output, ExportError) as temporary:
         try:
             onnx.save(model, str(temporary))
         except OSError as error:
             raise ExportError(f"Cannot write {output}: {error.strerror}.") from None
         if check is not None:
             check(temporary)
-        os.replace(temporary, output)
-    finally:
-        temporary.unlink(missing_ok=True)
     return output
 
 
@@ -145,7 +127,7 @@ def export_onnx(source: str | PathLike | FMCANet, output: str | PathLike, opset:
     `verify=False`, against PyTorch in ONNX Runtime (ExportError above 1e-4 on the logits)."""
     _check_batch(batch)
     model, source_sha256 = _load_source(source)
-    _temporary_path_beside(Path(output)).unlink()  # fail on an unwritable path before the slow part
+    temporary_beside(output, ExportError).unlink()  # fail on an unwritable path before the slow part
     started = time.perf_counter()
     graph = clean_graph(trace_to_onnx(model, opset, batch, plugins))
     written_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))

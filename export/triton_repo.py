@@ -20,11 +20,11 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmca_rt.backends.tensorrt_sidecar import read_sidecar, write_atomically
+from fmca_rt.atomic import atomic_path, write_atomically
+from fmca_rt.backends.tensorrt_sidecar import read_sidecar
 from fmca_rt.errors import DependencyError, FMCAError, ServeError
 from fmca_rt.metadata import ModelMetadata
 from fmca_rt.serve.protocol import DEFAULT_MODEL_NAME, INSTALL_HINT, METADATA_PARAMETER
@@ -180,18 +180,6 @@ def validate_model_dir(model_dir: str | os.PathLike):
     return config
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
-    handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    os.close(handle)
-    try:
-        shutil.copyfile(source, temporary)
-        os.chmod(temporary, READABLE)
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_repository(model: str | os.PathLike, out: str | os.PathLike, name: str = DEFAULT_MODEL_NAME,
                      **options) -> Path:
     """Write (or replace) one model in a Triton model repository; returns its folder. Options: build_config's."""
@@ -204,9 +192,11 @@ def write_repository(model: str | os.PathLike, out: str | os.PathLike, name: str
     model_dir = Path(out) / name
     try:
         (model_dir / "1").mkdir(parents=True, exist_ok=True)
-        _copy_atomically(artifact.path, model_dir / "1" / artifact.file_name)
-        write_atomically(model_dir / "config.pbtxt", text.encode())
-        os.chmod(model_dir / "config.pbtxt", READABLE)
+        with atomic_path(model_dir / "1" / artifact.file_name, ServeError) as temporary:
+            shutil.copyfile(artifact.path, temporary)
+        write_atomically(model_dir / "config.pbtxt", text, ServeError)
+        for written in (model_dir / "1" / artifact.file_name, model_dir / "config.pbtxt"):
+            os.chmod(written, READABLE)
     except OSError as error:
         raise ServeError(f"Cannot write the model repository {out}: {error.strerror or error}.") from None
     validate_model_dir(model_dir)

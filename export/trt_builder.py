@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fmca_rt.backends.tensorrt_env import is_strongly_typed_only, network_flags
-from fmca_rt.backends.tensorrt_sidecar import write_atomically
+from fmca_rt.atomic import write_atomically
 from fmca_rt.errors import EngineError
 
 from .trt_options import BatchProfile, PrecisionPlan

@@ -21,12 +21,11 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from fmca_rt.backends.tensorrt_sidecar import write_atomically
+from fmca_rt.atomic import write_atomically
 from fmca_rt.errors import ConfigError, DependencyError
 from fmca_rt.metadata import ModelMetadata
-from fmca_rt.preprocess import preprocess
 
-from .face_samples import image_files, read_rgb
+from .face_samples import image_files, load_face_batch
 
 QUANTIZED_OP_TYPES = ["Conv", "MatMul", "Gemm"]
 log = logging.getLogger("fmca_rt.export")
@@ -40,17 +39,8 @@ class CalibrationSet:
 
     @classmethod
     def from_folder(cls, folder: str | Path, metadata: ModelMetadata, limit: int = 512) -> "CalibrationSet":
-        files = image_files(folder)[:limit]
-        crops, kept = [], []
-        for path in files:
-            rgb = read_rgb(path)
-            if rgb is not None:
-                crops.append(rgb)
-                kept.append(path)
-        if not crops:
-            raise ConfigError(f"None of the {len(files)} images in {folder} could be decoded.")
-        pixels = preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
-        return cls(pixels, tuple(kept), len(files) - len(kept))
+        pixels, kept, skipped = load_face_batch(image_files(folder)[:limit], metadata)
+        return cls(pixels, tuple(kept), skipped)
 
     def batches(self, batch_size: int) -> Iterator[np.ndarray]:
         """Full batches only: TensorRT calibrates at one fixed shape."""

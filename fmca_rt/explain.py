@@ -15,7 +15,6 @@ frequency branch to react to) or "mean" (the dataset's mean color: zero after no
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .atomic import write_atomically
 from .errors import ExplainError
 
 FILLS = ("blur", "mean")
@@ -140,18 +140,7 @@ class Explanation:
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(self.render(), cv2.COLOR_RGB2BGR))
         if not ok:
             raise ExplainError(f"Could not encode the explanation for {path}.")
-        try:
-            fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        except OSError as error:
-            raise ExplainError(f"Cannot write {path}: {error.strerror}.") from None
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(encoded.tobytes())
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
+        return write_atomically(path, encoded.tobytes(), ExplainError)
 
 
 def explain_occlusion(predict_fake: Callable[[np.ndarray], np.ndarray], pixels: np.ndarray,

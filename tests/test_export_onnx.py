@@ -141,7 +141,7 @@ def test_sigterm_during_the_check_keeps_the_previous_file_and_removes_the_tempor
                                 "--output", str(target)], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
-    while not list(tmp_path.glob(".model.onnx.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+    while not list(tmp_path.glob(".model.*.partial.onnx")) and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     assert process.poll() is None, "the export finished before a temporary file was seen"
     process.send_signal(signal.SIGTERM)

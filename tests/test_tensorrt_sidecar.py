@@ -38,7 +38,7 @@ def test_sidecar_round_trips_beside_the_plan(tmp_path):
     assert loaded.metadata.image_size == 224 and loaded.metadata.class_names == ("real", "fake")
     stored = json.loads(written.read_text())
     assert stored["format"] == "fmca.engine" and stored["fmca_rt"]["config"]["image_size"] == 224
-    assert not list(tmp_path.glob("*.partial"))
+    assert not list(tmp_path.glob(".*.partial*"))
 
 
 def test_a_replaced_plan_is_caught(tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import tempfile
 import zipfile
 from os import PathLike
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fmca_rt.atomic import atomic_path
 from fmca_rt.errors import CheckpointError
 from fmca_rt.operating_points import Calibration, CalibrationError
 
@@ -184,22 +184,10 @@ def save_model(model: FMCANet, path: str | PathLike, **extra) -> None:
 
 def atomic_torch_save(obj, path: str | PathLike) -> None:
     """Write next to the target, then rename: an interrupted save never replaces a good file."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise CheckpointError(f"Cannot write {path}: folder {path.parent} does not exist.")
-    try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise CheckpointError(f"Cannot write {path}: {error.strerror}.") from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(path, CheckpointError) as temporary, open(temporary, "wb") as handle:
+        torch.save(obj, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def load_dinov2_backbone(model: FMCANet, path: str | PathLike) -> None:

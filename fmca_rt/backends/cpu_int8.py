@@ -16,11 +16,11 @@ import dataclasses
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ..atomic import atomic_path
 from ..errors import DependencyError
 from ..metadata import ModelMetadata
 from .base import BackendError
@@ -71,22 +71,18 @@ def quantize_for_cpu(float_onnx: str | Path, output: str | Path) -> Path:
                               "pip install 'fmca-rt[cpu]'.") from None
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".tmp", dir=output.parent)
-    os.close(handle)
     try:
-        model = onnx.load(str(float_onnx))
-        with quantizer_hint_silenced():
-            quantize_dynamic(model, temporary, op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True,
-                             weight_type=QuantType.QInt8)
-        quantized = onnx.load(temporary)
-        _mark_precision(quantized, model)
-        onnx.save(quantized, temporary)
-        os.replace(temporary, output)
+        with atomic_path(output, BackendError) as temporary:
+            model = onnx.load(str(float_onnx))
+            with quantizer_hint_silenced():
+                quantize_dynamic(model, temporary, op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True,
+                                 weight_type=QuantType.QInt8)
+            quantized = onnx.load(str(temporary))
+            _mark_precision(quantized, model)
+            onnx.save(quantized, str(temporary))
     except (RuntimeError, ValueError, onnx.checker.ValidationError) as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise BackendError(f"Cannot quantize {float_onnx} for the CPU: {reason}") from None
-    finally:
-        Path(temporary).unlink(missing_ok=True)
     return output
 
 

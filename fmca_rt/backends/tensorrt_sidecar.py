@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..atomic import write_atomically
 from ..errors import EngineError
 from ..metadata import METADATA_KEY, ModelMetadata
 from .tensorrt_env import GpuInfo, version_triple
@@ -80,24 +80,11 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def write_atomically(path: str | os.PathLike, data: bytes) -> None:
-    """A half-written file never replaces a good one: write beside it, then rename over it."""
-    path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def write_engine(engine_path: str | os.PathLike, plan: bytes, sidecar: EngineSidecar) -> Path:
     """Write the plan and its sidecar; the sidecar goes last, so a sidecar always describes the plan beside it."""
     engine_path = Path(engine_path)
-    write_atomically(engine_path, plan)
-    write_atomically(sidecar_path(engine_path), sidecar.to_json().encode())
+    write_atomically(engine_path, plan, EngineError)
+    write_atomically(sidecar_path(engine_path), sidecar.to_json(), EngineError)
     return sidecar_path(engine_path)
 
 

@@ -8,7 +8,6 @@ until frames decode again or the file really ends.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np

@@ -7,13 +7,12 @@ ends, so an interrupted run never leaves a half-written file in place of a good 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..atomic import commit, temporary_beside, write_atomically
 from ..errors import OutputError
 
 VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", ".mkv": "MJPG"}
@@ -21,20 +20,13 @@ VIDEO_CODECS = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".avi": "MJPG", 
 
 def _temporary_beside(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
-    os.close(handle)
-    return Path(name)
+    return temporary_beside(path)
 
 
 def write_json_atomically(path: str | Path, value) -> Path:
     path = Path(path)
-    temporary = _temporary_beside(path)
-    try:
-        temporary.write_text(json.dumps(value, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-    return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return write_atomically(path, json.dumps(value, indent=2) + "\n")
 
 
 class JsonLinesSink:
@@ -52,7 +44,7 @@ class JsonLinesSink:
     def close(self) -> None:
         if not self._file.closed:
             self._file.close()
-            os.replace(self._temporary, self.path)
+            commit(self._temporary, self.path)
 
 
 class VideoFileSink:
@@ -83,7 +75,7 @@ class VideoFileSink:
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-            os.replace(self._temporary, self.path)
+            commit(self._temporary, self.path)
         else:
             self._temporary.unlink(missing_ok=True)
 
