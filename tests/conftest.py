@@ -18,3 +18,17 @@ def reference_dir() -> Path:
     if found is None:
         pytest.skip("the published-model reference data (../shared/reference) is not beside this checkout")
     return found
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_56px(tmp_path_factory):
+    """A seeded tiny FMCA-Net at 56 px exported to ONNX (unverified export: fast), shared by the tests."""
+    import torch
+
+    from export.onnx import export_onnx
+    from training.model import FMCANet
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), path, verify=False)
+    return path

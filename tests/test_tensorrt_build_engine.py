@@ -254,20 +254,11 @@ def test_validation_fails_a_drifting_engine_and_passes_a_faithful_one():
 
 
 # ---- the whole build with TensorRT stood in for: which ONNX each generation parses, what lands on disk -------
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    from export.onnx import export_onnx
-    from training.model import FMCANet
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), path, verify=False)
-    return path
 
 
 @pytest.mark.parametrize("generation", [10, 11])
 def test_fp16_build_parses_the_graph_its_generation_needs_and_writes_plan_and_sidecar(
-        tiny_onnx, tmp_path, monkeypatch, generation):
+        tiny_onnx_56px, tmp_path, monkeypatch, generation):
     import onnx
 
     from export import build_engine as module
@@ -288,7 +279,7 @@ def test_fp16_build_parses_the_graph_its_generation_needs_and_writes_plan_and_si
     monkeypatch.setattr(module, "import_tensorrt", lambda: recorder.trt)
     monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("NVIDIA H100", (9, 0)))
     output = tmp_path / "fmca.engine"
-    assert main(["--onnx", str(tiny_onnx), "--fp16", "--batch", "1:2:4", "--no-validate", "--output", str(output)]) == 0
+    assert main(["--onnx", str(tiny_onnx_56px), "--fp16", "--batch", "1:2:4", "--no-validate", "--output", str(output)]) == 0
 
     (summary,) = parsed
     if generation == 10:  # float32 graph + FP16 flag
@@ -299,21 +290,21 @@ def test_fp16_build_parses_the_graph_its_generation_needs_and_writes_plan_and_si
     sidecar = read_sidecar(output)
     assert (sidecar.tensorrt_version, sidecar.compute_capability, sidecar.precision) == (
         f"{generation}.0.0", (9, 0), "fp16")
-    assert sidecar.batch_profile == (1, 2, 4) and sidecar.onnx_sha256 == file_sha256(tiny_onnx)
+    assert sidecar.batch_profile == (1, 2, 4) and sidecar.onnx_sha256 == file_sha256(tiny_onnx_56px)
     assert sidecar.strongly_typed == (generation == 11) and sidecar.plugins == ()
     assert sidecar.metadata.image_size == 56
     assert parse(shlex.split(sidecar.build_command)[3:]).precision == "fp16"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fmca.engine", "fmca.engine.json"]  # no leftovers
 
 
-def test_plugin_flag_must_match_the_graph(tiny_onnx, tmp_path, monkeypatch, capsys):
+def test_plugin_flag_must_match_the_graph(tiny_onnx_56px, tmp_path, monkeypatch, capsys):
     from export import build_engine as module
     from fmca_rt.backends.tensorrt_env import GpuInfo
 
     monkeypatch.setattr(module, "import_tensorrt", lambda: Recorder(11).trt)
     monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("Orin", (8, 7)))
     output = tmp_path / "fmca.engine"
-    assert main(["--onnx", str(tiny_onnx), "--plugins", "--output", str(output)]) == 1
+    assert main(["--onnx", str(tiny_onnx_56px), "--plugins", "--output", str(output)]) == 1
     assert "has no fmca plugin nodes; export it with `python -m export.onnx --plugins`" in capsys.readouterr().err
     assert not output.exists() and list(tmp_path.iterdir()) == []
 

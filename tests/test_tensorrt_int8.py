@@ -63,26 +63,15 @@ def test_tensorrt10_calibrator_uploads_each_batch_then_stops_and_keeps_its_cache
     assert entropy_calibrator(trt, calibration, 4, memory, cache).read_calibration_cache() == b"TRT-cache"
 
 
-@pytest.fixture(scope="module")
-def tiny_onnx(tmp_path_factory):
-    import torch
-
-    from export.onnx import export_onnx
-    from training.model import FMCANet
-
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
-    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), path, verify=False)
-    return path
 
 
-def test_tensorrt11_qdq_graph_is_symmetric_int8_and_close_to_float32(tiny_onnx, calib_dir, tmp_path):
+def test_tensorrt11_qdq_graph_is_symmetric_int8_and_close_to_float32(tiny_onnx_56px, calib_dir, tmp_path):
     from export.ort_session import cpu_session
 
-    model = onnx.load(str(tiny_onnx))
+    model = onnx.load(str(tiny_onnx_56px))
     metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in model.metadata_props})
     calibration = CalibrationSet.from_folder(calib_dir, metadata)
-    output = quantize_qdq(tiny_onnx, calibration, tmp_path / "tiny.qdq.onnx", batch_size=4)
+    output = quantize_qdq(tiny_onnx_56px, calibration, tmp_path / "tiny.qdq.onnx", batch_size=4)
     quantized = onnx.load(str(output))
     initializers = {i.name: onnx.numpy_helper.to_array(i) for i in quantized.graph.initializer}
     quantize_nodes = [n for n in quantized.graph.node if n.op_type == "QuantizeLinear"]
@@ -97,7 +86,7 @@ def test_tensorrt11_qdq_graph_is_symmetric_int8_and_close_to_float32(tiny_onnx, 
     assert ModelMetadata.from_onnx_props({p.key: p.value for p in quantized.metadata_props}) == metadata
 
     pixels = calibration.pixels
-    reference = cpu_session(tiny_onnx).run(None, {"pixels": pixels})[0]
+    reference = cpu_session(tiny_onnx_56px).run(None, {"pixels": pixels})[0]
     int8 = cpu_session(output).run(None, {"pixels": pixels})[0]
     p_ref, p_int8 = (np.exp(x)[:, 1] / np.exp(x).sum(axis=1) for x in (reference, int8))
     assert not np.array_equal(reference, int8)
