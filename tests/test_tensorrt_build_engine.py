@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from export import trt_builder
 from export.build_engine import build_parser, main, options_from_args
 from export.trt_builder import BuildRequest, build_plan
 from export.trt_options import BatchProfile, plan_precision
