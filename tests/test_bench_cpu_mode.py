@@ -7,6 +7,7 @@ import pytest
 from fmca_rt import Detector
 from fmca_rt.backends import create_backend
 from fmca_rt.backends.base import BackendError
+from fmca_rt.backends.cpu_fusion import fuse_for_cpu
 from fmca_rt.backends.cpu_int8 import PRECISION, cached_int8_model, quantize_for_cpu
 from fmca_rt.backends.onnxruntime_cpu import CpuBackend
 
@@ -30,8 +31,21 @@ def test_cpu_mode_runs_int8_and_stays_close_to_float32(tmp_path):
         assert backend.metadata.extra["precision"] == PRECISION
     op_types = {node.op_type for node in quantized.graph.node}
     assert "DynamicQuantizeLinear" in op_types or "DynamicQuantizeMatMul" in op_types
+    assert "QAttention" in op_types
     difference = np.abs(logits - float_logits(tiny_onnx(), pixels)).max()
     assert 0.0 < difference < 0.05  # quantized (not the float graph), and close to it
+
+
+def test_attention_and_gelu_fusions_leave_the_float_model_exact():
+    pixels = np.random.default_rng(1).standard_normal((2, 3, 112, 112)).astype(np.float32)
+    original = onnx.load(str(tiny_onnx()))
+    softmaxes = sum(node.op_type == "Softmax" for node in original.graph.node)
+    fused = fuse_for_cpu(original)
+    op_types = [node.op_type for node in fused.graph.node]
+    assert op_types.count("Attention") == 2 and "Erf" not in op_types and "Gelu" in op_types  # tiny: 2 ViT blocks
+    assert op_types.count("Softmax") == softmaxes - 2  # the other attention modules are left alone
+    session = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"])
+    np.testing.assert_allclose(session.run(None, {"pixels": pixels})[0], float_logits(tiny_onnx(), pixels), atol=1e-5)
 
 
 def test_the_int8_model_is_cached_and_reused(tmp_path):

@@ -1,11 +1,12 @@
 """The INT8 form of a float32 FMCA-Net ONNX file that the CPU mode runs, made once and cached.
 
 What is quantized, and why (benchmarks/RESULTS.md: the `cpu` row of `fmca-rt benchmark` against the rows
-that quantize everything, and what else was tried): the weights of the matrix products with a constant
-operand (the ViT's qkv/proj/fc1/fc2, FTMA, SFCM projections, head) to INT8 per output channel, their
-activations to UINT8 at run time (ONNX Runtime's DynamicQuantizeMatMul, whose kernels use the CPU's VNNI
-dot products). Left in float32: the attention score and value products (both operands are activations),
-softmax, normalization, GELU, and the frequency CNN's convolutions, for which ONNX Runtime's integer
+that quantize everything, and what else was tried): first the ViT's attention blocks and GELUs are fused
+(cpu_fusion.py), then the weights of the matrix products with a constant operand (the ViT's qkv/proj/fc1/fc2,
+FTMA, SFCM projections, head) are quantized to INT8 per output channel, their activations to UINT8 at run
+time (ONNX Runtime's DynamicQuantizeMatMul and, for the fused qkv projections, QAttention, whose kernels use
+the CPU's VNNI dot products). Left in float32: the attention score and value products (both operands are
+activations), softmax, normalization, GELU, and the frequency CNN's convolutions, for which ONNX Runtime's integer
 convolution (ConvInteger) is several times slower than its float32 one.
 Dynamic quantization needs no calibration data, so any exported model can run in the CPU mode.
 """
@@ -24,11 +25,12 @@ from ..atomic import atomic_path
 from ..errors import DependencyError
 from ..metadata import ModelMetadata
 from .base import BackendError
+from .cpu_fusion import fuse_for_cpu
 
-QUANTIZED_OP_TYPES = ["MatMul", "Gemm"]
+QUANTIZED_OP_TYPES = ["MatMul", "Gemm", "Attention"]
 PRECISION = "int8-dynamic"  # written to the cached model's metadata (`extra.precision`)
 # Part of the cache key: raise it whenever quantize_for_cpu changes what it writes.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 
 def default_cache_dir() -> Path:
@@ -75,8 +77,8 @@ def quantize_for_cpu(float_onnx: str | Path, output: str | Path) -> Path:
         with atomic_path(output, BackendError) as temporary:
             model = onnx.load(str(float_onnx))
             with quantizer_hint_silenced():
-                quantize_dynamic(model, temporary, op_types_to_quantize=QUANTIZED_OP_TYPES, per_channel=True,
-                                 weight_type=QuantType.QInt8)
+                quantize_dynamic(fuse_for_cpu(model), temporary, op_types_to_quantize=QUANTIZED_OP_TYPES,
+                                 per_channel=True, weight_type=QuantType.QInt8)
             quantized = onnx.load(str(temporary))
             _mark_precision(quantized, model)
             onnx.save(quantized, str(temporary))
