@@ -27,6 +27,9 @@ from triton.backends.compiler import GPUTarget
 from triton.backends.nvidia.compiler import sm_arch_from_capability
 from triton.compiler import ASTSource
 
+from fmca_rt.atomic import write_atomically
+from fmca_rt.errors import FMCAError
+
 from . import _haar_dwt, _sfcm_attention
 from ._checks import is_interpreted
 
@@ -40,7 +43,7 @@ _PTXAS_USAGE = re.compile(r"Used (\d+) registers")
 _PTXAS_SPILLS = re.compile(r"(\d+) bytes spill stores, (\d+) bytes spill loads")
 
 
-class AOTError(RuntimeError):
+class AOTError(FMCAError, RuntimeError):
     """A kernel variant cannot be served by TensorRT's AOT launcher (scratch memory, spills)."""
 
 
@@ -51,6 +54,16 @@ def kernel_variants(dtypes: Sequence[str] = DEFAULT_DTYPES, head_dims: Sequence[
 def variant_name(variant: dict, arch: int) -> str:
     head = f"_d{variant['head_dim']}" if "head_dim" in variant else ""
     return f"{variant['op']}_{variant['dtype']}{head}_sm{arch}"
+
+
+def check_arch(arch: int) -> None:
+    """Refuse, before anything compiles, an architecture the ptxas bundled with Triton cannot target."""
+    gpu = sm_arch_from_capability(arch)
+    result = subprocess.run([triton.knobs.nvidia.ptxas.path, f"--gpu-name={gpu}", "--version"],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        raise AOTError(f"The ptxas bundled with Triton {triton.__version__} cannot compile for {gpu} "
+                       f"(compute capability {arch}); use e.g. 87 (Jetson Orin) or 90 (Hopper).")
 
 
 def ptxas_usage(ptx: str, arch: int) -> dict:
@@ -132,6 +145,9 @@ def compile_kernels(archs: Iterable[int] = DEFAULT_ARCHS, out_dir: str | os.Path
                     ptx_versions: dict[int, int] | None = None) -> dict:
     """Compile every variant for every arch into `out_dir`; returns the manifest also written there."""
     ptx_versions = DEFAULT_PTX_VERSIONS if ptx_versions is None else ptx_versions
+    archs = list(archs)
+    for arch in archs:
+        check_arch(arch)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
@@ -143,9 +159,7 @@ def compile_kernels(archs: Iterable[int] = DEFAULT_ARCHS, out_dir: str | os.Path
             entries.append(entry)
     manifest = {"triton_version": triton.__version__, "argument_convention":
                 "input pointers, integer scalars, output pointers (TensorRT AOT plugins)", "kernels": entries}
-    temporary = out / "manifest.json.tmp"
-    temporary.write_text(json.dumps(manifest, indent=2) + "\n")
-    temporary.replace(out / "manifest.json")
+    write_atomically(out / "manifest.json", json.dumps(manifest, indent=2) + "\n", AOTError)
     return manifest
 
 

@@ -112,6 +112,15 @@ def test_bad_arguments_get_one_sentence():
     assert result.returncode == 2 and result.stderr.strip().startswith("error: archs must be")
 
 
+def test_an_architecture_ptxas_cannot_target_gets_one_sentence(tmp_path):
+    result = run_cli("--arch", "99", "--out", str(tmp_path / "aot"))
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("error: The ptxas bundled with Triton " + aot.triton.__version__ + " cannot "
+                                     "compile for sm_99a (compute capability 99); use e.g. 87 (Jetson Orin) "
+                                     "or 90 (Hopper).")
+    assert not (tmp_path / "aot").exists()
+
+
 def test_an_unwritable_output_folder_gets_one_sentence(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
