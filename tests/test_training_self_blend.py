@@ -108,3 +108,13 @@ def test_demo_generator_never_writes_into_a_foreign_folder(tmp_path):
     with pytest.raises(DataError, match="not a demo dataset"):
         generate(tmp_path / "photos", count=8, size=48)
     assert (tmp_path / "photos" / "holiday.jpg").read_bytes() == b"precious"
+
+
+def test_demo_generator_reports_an_unwritable_destination_in_one_sentence(tmp_path, capsys):
+    from training.demo_data import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["--out", str(blocker / "demo"), "--count", "8", "--size", "48"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"error: cannot write the demo dataset to {blocker / 'demo'}") and "\n" not in error

@@ -113,7 +113,8 @@ def write_split(folder: Path, photos, boxes, videos_per_class: int, size: int, r
                     rgb, _ = self_blend(rgb, rng, config=DEMO_BLEND, **METHODS[method])
                 rgb = jpeg_round_trip(rgb, view["quality"])
                 path = folder / label / f"{prefix}_{photo}-v{video:03d}_f{frame:02d}.png"
-                cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
+                if not cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1])):
+                    raise DataError(f"Cannot write {path}.")
                 written += 1
     return written
 
@@ -149,6 +150,9 @@ def main(argv=None) -> int:
         summary = generate(args.out, args.count, args.size, args.seed)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot write the demo dataset to {args.out}: {error.strerror or error}.", file=sys.stderr)
         return 2
     print(f"wrote {summary['images']['train']} training and {summary['images']['valid']} validation images "
           f"({', '.join(summary['photos'])}; fakes: {', '.join(summary['methods'])}) to {args.out}")
