@@ -10,6 +10,12 @@ A patch's score is the mean drop of P(fake) over the windows that cover it: posi
 region lowers P(fake), i.e. where the evidence for "fake" is. Fills: "blur" (a strong Gaussian blur of the
 face: removes edges and fine texture, keeps the colors, so the mask itself adds no sharp boundary for the
 frequency branch to react to) or "mean" (the dataset's mean color: zero after normalization).
+
+A map shows only evidence that hiding a window removes. Excess detail (a sharpened, pasted face) is removed
+by the blur and lights up where it is. Evidence that exists only by comparison (a face blurrier than, or
+colored unlike, its surroundings) is not: a window of an evenly blurred face blurs to the same, and the
+heat goes to the sharp surroundings the model compares against (measured: README, "Operating points and
+explanations"; `python -m training.explanation_check --change ...`).
 """
 
 from __future__ import annotations

@@ -1,14 +1,20 @@
 """Does an explanation point at the manipulation? Measured on self-blended fakes, whose blend mask is known.
 
     python -m training.explanation_check --checkpoint runs/x/best.pth --data DATA [--split valid] [--count 16]
-                                         [--method occlusion|gradcam] [--stride 1] [--out DIR]
+                                         [--fakes self-blend|demo] [--change any|color|resample|sharpen|blur]
+                                         [--method occlusion|gradcam] [--stride 1] [--fill blur|mean] [--out DIR]
 
 Each of `count` real faces spread evenly over the split (sorted by name) is resized to the model's input,
-self-blended (training.self_blend, seeded per face) and explained. The blended region is where the blend
-mask changed the face (mask above 1% of its peak); its core is where the mask is at least half its peak.
-Per fake it reports the share of the positive heat (what raised P(fake)) inside each, against that
-region's share of the area, and the ratio of heat inside to heat outside. `--out` also writes each
-explanation as a PNG with the changed region outlined.
+made fake (seeded per face) and explained. `--fakes self-blend` blends as training with `--self-blend`
+does (training.self_blend); `--fakes demo` makes the demo dataset's fakes (training.demo_data), its two
+methods taking turns. `--change` fixes what changes the blended source (its color, or one frequency
+change: resample, sharpen, blur; `any` keeps the fakes' own mix), so localization is measured per kind of
+evidence: an occlusion map can show only evidence that its fill removes (see fmca_rt.explain). The blended region is where the blend mask changed the face (mask above 1% of its
+peak); its core is where the mask is at least half its peak. Per fake it reports the share of the positive
+heat (what raised P(fake)) inside each region against that region's share of the area, the ratio of heat
+inside to heat outside, and the heat density ratio: heat per unit area inside over heat per unit area
+outside (1 for a map that ignores the region). `--out` also writes each explanation as a PNG with the
+changed region outlined.
 """
 
 from __future__ import annotations
@@ -25,9 +31,13 @@ from fmca_rt.explain import FILLS, Explanation, explain_occlusion
 from fmca_rt.operating_points import Calibration, fake_class_index
 from fmca_rt.preprocess import preprocess, resize_rgb
 
-from .self_blend import self_blend
+from .demo_data import DEMO_BLEND
+from .demo_data import METHODS as DEMO_METHODS
+from .self_blend import FREQUENCY_CHANGES, SelfBlendConfig, self_blend
 
 REGIONS = {"changed": 0.01, "core": 0.5}  # the mask above this fraction of its peak
+FAKES = ("self-blend", "demo")
+CHANGES = ("any", "color", *FREQUENCY_CHANGES)
 
 
 def fake_probability_function(model):
@@ -56,11 +66,36 @@ def explain_face(model, rgb: np.ndarray, method: str, stride: int, fill: str = "
                              config.patch_size, stride=stride, fill=fill)
 
 
+def make_fake(rgb: np.ndarray, seed: int, fakes: str = "self-blend", change: str = "any") -> tuple[np.ndarray, np.ndarray]:
+    """(fake, blend mask) of one real face crop: blended with `fakes`' strengths, its source changed by `change`."""
+    rng = np.random.default_rng(seed)
+    if fakes not in FAKES or change not in CHANGES:
+        raise DataError(f"Unknown fakes {fakes!r} or change {change!r}; choose fakes from {', '.join(FAKES)} and "
+                        f"a change from {', '.join(CHANGES)}.")
+    config = DEMO_BLEND if fakes == "demo" else SelfBlendConfig()
+    if change == "color":
+        return self_blend(rgb, rng, color=True, frequency=False, config=config)
+    if change in FREQUENCY_CHANGES:
+        return self_blend(rgb, rng, color=False, frequency=True, config=config, frequency_kind=change)
+    if fakes == "demo":  # the demo's two methods take turns
+        return self_blend(rgb, rng, config=config, **DEMO_METHODS[sorted(DEMO_METHODS)[seed % len(DEMO_METHODS)]])
+    return self_blend(rgb, rng, config=config)
+
+
+def density_ratio(heat_inside: float, area: float) -> float:
+    """Heat per unit area inside a region over heat per unit area outside it."""
+    if not 0 < area < 1:
+        return float("nan")
+    outside = 1 - heat_inside
+    return (heat_inside / area) / (outside / (1 - area)) if outside > 0 else float("inf")
+
+
 def check_face(model, rgb: np.ndarray, seed: int, method: str = "occlusion", stride: int = 1,
-               out: Path | None = None, name: str = "face", fill: str = "blur") -> dict:
-    """Self-blend one real face (resized to the model's input) and measure where its explanation's heat lies."""
+               out: Path | None = None, name: str = "face", fill: str = "blur", fakes: str = "self-blend",
+               change: str = "any") -> dict:
+    """Make one real face (resized to the model's input) fake and measure where its explanation's heat lies."""
     size = model.config.image_size
-    fake, mask = self_blend(resize_rgb(rgb, size, model.config.preprocessing), np.random.default_rng(seed))
+    fake, mask = make_fake(resize_rgb(rgb, size, model.config.preprocessing), seed, fakes, change)
     explanation = explain_face(model, fake, method, stride, fill)
     row = {"name": name, "fake_probability": explanation.fake_probability, "passes": explanation.forward_passes}
     for region_name, level in REGIONS.items():
@@ -69,6 +104,7 @@ def check_face(model, rgb: np.ndarray, seed: int, method: str = "occlusion", str
         row[f"heat_in_{region_name}"] = inside
         row[f"area_of_{region_name}"] = float(region.mean())
         row[f"in_to_out_{region_name}"] = inside / (1 - inside) if inside != 1 else float("inf")
+        row[f"density_{region_name}"] = density_ratio(inside, float(region.mean()))
     if out is not None:
         drawing = explanation.render()
         contours, _ = cv2.findContours(np.uint8(mask > REGIONS["changed"] * mask.max()), cv2.RETR_EXTERNAL,
@@ -105,10 +141,11 @@ def summarize(rows: list[dict]) -> str:
         heat = np.array([row[f"heat_in_{r}"] for row in heated])
         area = np.array([row[f"area_of_{r}"] for row in heated])
         ratio = np.array([row[f"in_to_out_{r}"] for row in heated])
+        density = np.array([row[f"density_{r}"] for row in heated])
         lines.append(f"{r} region: heat inside {heat.mean():.1%} (median {np.median(heat):.1%}) of the positive heat on "
                      f"{area.mean():.1%} of the area; inside/outside ratio median {np.median(ratio):.2f}; more heat inside "
-                     f"than outside on {(heat > 0.5).sum()}/{len(heated)} faces; heat share above area share on "
-                     f"{(heat > area).sum()}/{len(heated)}")
+                     f"than outside on {(heat > 0.5).sum()}/{len(heated)} faces; heat density inside/outside median "
+                     f"{np.median(density):.2f}, above 1 on {(density > 1).sum()}/{len(heated)} faces")
     lines.append(f"{rows[0]['passes']} forward passes per face")
     return "\n".join(lines)
 
@@ -120,6 +157,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--data", required=True, help="dataset root, or a folder holding real/")
     parser.add_argument("--split", default="valid", help="split folder under --data (default: valid)")
     parser.add_argument("--count", type=int, default=16, help="real faces to self-blend and explain")
+    parser.add_argument("--fakes", choices=FAKES, default="self-blend",
+                        help="self-blend: as training's --self-blend makes them; demo: as the demo dataset does")
+    parser.add_argument("--change", choices=CHANGES, default="any",
+                        help="what changes the blended source: any (the fakes' own mix), color, or one frequency change")
     parser.add_argument("--method", choices=["occlusion", "gradcam"], default="occlusion")
     parser.add_argument("--stride", type=int, default=1, help="occlusion window step in patches")
     parser.add_argument("--fill", choices=FILLS, default="blur", help="what hides an occluded window")
@@ -137,7 +178,8 @@ def main(argv=None) -> int:
         faces = real_faces(args.data, args.split, args.count)
         if args.out is not None:
             args.out.mkdir(parents=True, exist_ok=True)
-        rows = [check_face(model, rgb, args.seed + i, args.method, args.stride, args.out, name, args.fill)
+        rows = [check_face(model, rgb, args.seed + i, args.method, args.stride, args.out, name, args.fill, args.fakes,
+                           args.change)
                 for i, (name, rgb) in enumerate(faces)]
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)

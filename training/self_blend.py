@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 CROP_SCALE = 1.3  # the face crops' size relative to the detected face box
+FREQUENCY_CHANGES = ("resample", "sharpen", "blur")
 
 
 @dataclass(frozen=True)
@@ -79,17 +80,18 @@ def color_transform(rgb: np.ndarray, rng: np.random.Generator, config: SelfBlend
     return np.clip(image + 0.5, 0, 255).astype(np.uint8)
 
 
-def frequency_transform(rgb: np.ndarray, rng: np.random.Generator, config: SelfBlendConfig) -> np.ndarray:
-    """One of: down-up resize, unsharp masking, Gaussian blur."""
+def frequency_transform(rgb: np.ndarray, rng: np.random.Generator, config: SelfBlendConfig,
+                        kind: str | None = None) -> np.ndarray:
+    """`kind` (a random one when None) of FREQUENCY_CHANGES: down-up resize, unsharp masking, Gaussian blur."""
     height, width = rgb.shape[:2]
-    choice = rng.integers(3)
-    if choice == 0:
+    choice = rng.integers(len(FREQUENCY_CHANGES)) if kind is None else FREQUENCY_CHANGES.index(kind)
+    if FREQUENCY_CHANGES[choice] == "resample":
         scale = rng.uniform(*config.down_up_scale)
         small = cv2.resize(rgb, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
     blurred = cv2.GaussianBlur(rgb, (0, 0), sigmaX=rng.uniform(*config.blur_sigma))
-    if choice == 1:
+    if FREQUENCY_CHANGES[choice] == "sharpen":
         amount = rng.uniform(*config.sharpen_amount)
         return cv2.addWeighted(rgb, 1 + amount, blurred, -amount, 0)
     return blurred
@@ -106,11 +108,13 @@ def spatial_transform(rgb: np.ndarray, rng: np.random.Generator, config: SelfBle
 
 
 def self_blend(rgb: np.ndarray, rng: np.random.Generator, face_box=None, color: bool = True,
-               frequency: bool = True, config: SelfBlendConfig = SelfBlendConfig()) -> tuple[np.ndarray, np.ndarray]:
+               frequency: bool = True, config: SelfBlendConfig = SelfBlendConfig(),
+               frequency_kind: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(fake uint8 H x W x 3, blend mask float32 H x W) made from one real face crop.
 
     `color` / `frequency` allow those source changes (each applied with probability 1/2 when both are
-    allowed, always when only one is); the source is always slightly moved.
+    allowed, always when only one is); `frequency_kind` fixes which frequency change (one of
+    FREQUENCY_CHANGES; random when None). The source is always slightly moved.
     """
     source = rgb
     use_color = color and (not frequency or rng.random() < 0.5)
@@ -118,7 +122,7 @@ def self_blend(rgb: np.ndarray, rng: np.random.Generator, face_box=None, color: 
     if use_color:
         source = color_transform(source, rng, config)
     if use_frequency:
-        source = frequency_transform(source, rng, config)
+        source = frequency_transform(source, rng, config, frequency_kind)
     source = spatial_transform(source, rng, config)
     mask = face_mask(rgb.shape[0], rgb.shape[1], rng, face_box, config)
     mask *= float(rng.choice(config.blend_ratios))
