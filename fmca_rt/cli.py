@@ -53,6 +53,8 @@ def make_detector(args: argparse.Namespace):
 
 # ---- predict ------------------------------------------------------------------------------------------------
 def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
+    from .explain import EXPLAIN_METHODS
+
     parser.add_argument("paths", nargs="+", help="image files, folders (searched recursively) or glob patterns")
     add_detector_arguments(parser)
     parser.add_argument("--json", type=Path, help="write every result to this JSON file")
@@ -60,8 +62,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("explanations")
     group.add_argument("--explain", type=Path, metavar="DIR",
                        help="write a heat map per face (PNG: the crop and what raised its P(fake)) into DIR")
-    group.add_argument("--explain-method", choices=["occlusion", "gradcam"], default="occlusion",
-                       help="occlusion (any backend; 1 + windows forward passes per face) or gradcam (torch backend)")
+    group.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="occlusion",
+                       help="occlusion (any backend; 1 + windows forward passes per face), or gradcam / "
+                            "gradcam-frequency (torch backend; the ViT's or the frequency branch's tokens)")
     group.add_argument("--explain-stride", type=int, default=1,
                        help="occlusion window step in patches; 2 is about 3.5x cheaper and coarser")
 

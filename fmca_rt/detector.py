@@ -26,8 +26,9 @@ import numpy as np
 
 from .backends import Backend, create_backend
 from .errors import ExplainError, FMCAError
-from .explain import Explanation, explain_occlusion
+from .explain import EXPLAIN_METHODS, Explanation, explain_occlusion
 from .faces import Face, FaceDetector, crop_faces, make_face_detector
+from .gradcam import BRANCHES as GRADCAM_METHODS
 from .images import load_image
 from .latency import LatencyStats
 from .operating_points import Calibration
@@ -128,8 +129,9 @@ class Detector:
 
         `image`: anything predict() takes, or an ImageResult that kept its image (its faces are reused).
         "occlusion" works with every backend and costs `fmca_rt.explain.occlusion_passes(...)` forward
-        passes per face (226 for a 224-px model with the defaults); "gradcam" needs the torch backend and
-        costs one forward and one backward pass.
+        passes per face (226 for a 224-px model with the defaults); "gradcam" (the ViT's patch tokens) and
+        "gradcam-frequency" (the frequency branch's tokens) need the torch backend and cost one forward and
+        one backward pass.
         """
         if isinstance(image, ImageResult):
             if image.image is None:
@@ -145,15 +147,15 @@ class Detector:
             return [explain_occlusion(self._fake_probability_of_pixels, face, meta.mean, meta.std,
                                       meta.config["patch_size"], window, stride, fill, self.batch_size)
                     for face in pixels]
-        if method == "gradcam":
+        if method in GRADCAM_METHODS:
             model = getattr(self.backend, "model", None)
             if model is None:
                 raise ExplainError(f"Grad-CAM needs the torch backend (a .pth model); the {self.backend.name} "
                                    "backend explains by occlusion.")
             from .gradcam import explain_gradcam
 
-            return [explain_gradcam(model, face, self.calibration) for face in pixels]
-        raise ExplainError(f"Unknown explanation method {method!r}; choose occlusion or gradcam.")
+            return [explain_gradcam(model, face, self.calibration, method) for face in pixels]
+        raise ExplainError(f"Unknown explanation method {method!r}; choose one of: {', '.join(EXPLAIN_METHODS)}.")
 
     def _fake_probability_of_pixels(self, pixels: np.ndarray) -> np.ndarray:
         with self.latency.measure("explain", len(pixels)):

@@ -32,6 +32,7 @@ from .atomic import write_atomically
 from .errors import ExplainError
 
 FILLS = ("blur", "mean")
+EXPLAIN_METHODS = ("occlusion", "gradcam", "gradcam-frequency")  # the last two: fmca_rt.gradcam, torch only
 
 
 
@@ -102,7 +103,7 @@ class Explanation:
 
     crop_rgb: np.ndarray  # S x S x 3 uint8
     patch_scores: np.ndarray  # grid x grid float32; > 0 where the region raised P(fake)
-    method: str  # "occlusion" or "gradcam"
+    method: str  # one of EXPLAIN_METHODS
     fake_probability: float
     forward_passes: int
 

@@ -39,12 +39,13 @@ def test_occlusion_through_onnxruntime_matches_the_pytorch_model():
 
 def test_gradcam_needs_the_torch_backend():
     with Detector(tiny_checkpoint()) as detector:
-        (explanation,) = detector.explain(grace_hopper_path(), method="gradcam")
-        assert explanation.method == "gradcam" and explanation.patch_scores.shape == (8, 8)
+        for method in ("gradcam", "gradcam-frequency"):
+            (explanation,) = detector.explain(grace_hopper_path(), method=method)
+            assert explanation.method == method and explanation.patch_scores.shape == (8, 8)
         with pytest.raises(ExplainError, match="Unknown explanation method 'saliency'"):
             detector.explain(grace_hopper_path(), method="saliency")
     with Detector(tiny_onnx()) as detector, pytest.raises(ExplainError, match="needs the torch backend"):
-        detector.explain(grace_hopper_path(), method="gradcam")
+        detector.explain(grace_hopper_path(), method="gradcam-frequency")
 
 
 def test_a_result_without_its_image_says_so():

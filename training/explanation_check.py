@@ -2,7 +2,7 @@
 
     python -m training.explanation_check --checkpoint runs/x/best.pth --data DATA [--split valid] [--count 16]
                                          [--fakes self-blend|demo] [--change any|color|resample|sharpen|blur]
-                                         [--method occlusion|gradcam] [--stride 1] [--fill blur|mean] [--out DIR]
+                                         [--method occlusion|gradcam|gradcam-frequency] [--stride 1] [--fill blur|mean] [--out DIR]
 
 Each of `count` real faces spread evenly over the split (sorted by name) is resized to the model's input,
 made fake (seeded per face) and explained. `--fakes self-blend` blends as training with `--self-blend`
@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from fmca_rt.errors import DataError, FMCAError
-from fmca_rt.explain import FILLS, Explanation, explain_occlusion
+from fmca_rt.explain import EXPLAIN_METHODS, FILLS, Explanation, explain_occlusion
 from fmca_rt.operating_points import Calibration, fake_class_index
 from fmca_rt.preprocess import preprocess, resize_rgb
 
@@ -58,10 +58,10 @@ def fake_probability_function(model):
 def explain_face(model, rgb: np.ndarray, method: str, stride: int, fill: str = "blur") -> Explanation:
     config = model.config
     pixels = preprocess([rgb], config.image_size, config.mean, config.std, config.preprocessing)[0]
-    if method == "gradcam":
+    if method != "occlusion":
         from fmca_rt.gradcam import explain_gradcam
 
-        return explain_gradcam(model, pixels)
+        return explain_gradcam(model, pixels, method=method)
     return explain_occlusion(fake_probability_function(model), pixels, config.mean, config.std,
                              config.patch_size, stride=stride, fill=fill)
 
@@ -161,7 +161,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="self-blend: as training's --self-blend makes them; demo: as the demo dataset does")
     parser.add_argument("--change", choices=CHANGES, default="any",
                         help="what changes the blended source: any (the fakes' own mix), color, or one frequency change")
-    parser.add_argument("--method", choices=["occlusion", "gradcam"], default="occlusion")
+    parser.add_argument("--method", choices=EXPLAIN_METHODS, default="occlusion")
     parser.add_argument("--stride", type=int, default=1, help="occlusion window step in patches")
     parser.add_argument("--fill", choices=FILLS, default="blur", help="what hides an occluded window")
     parser.add_argument("--seed", type=int, default=0)
