@@ -2,15 +2,17 @@
 
     python -m training.explanation_check --checkpoint runs/x/best.pth --data DATA [--split valid] [--count 16]
                                          [--fakes self-blend|demo] [--change any|color|resample|sharpen|blur]
-                                         [--method occlusion|gradcam|gradcam-frequency] [--stride 1] [--fill blur|mean] [--out DIR]
+                                         [--method occlusion|gradcam|gradcam-frequency] [--stride 1]
+                                         [--fill blur|mean] [--out DIR]
 
 Each of `count` real faces spread evenly over the split (sorted by name) is resized to the model's input,
 made fake (seeded per face) and explained. `--fakes self-blend` blends as training with `--self-blend`
 does (training.self_blend); `--fakes demo` makes the demo dataset's fakes (training.demo_data), its two
 methods taking turns. `--change` fixes what changes the blended source (its color, or one frequency
 change: resample, sharpen, blur; `any` keeps the fakes' own mix), so localization is measured per kind of
-evidence: an occlusion map can show only evidence that its fill removes (see fmca_rt.explain). The blended region is where the blend mask changed the face (mask above 1% of its
-peak); its core is where the mask is at least half its peak. Per fake it reports the share of the positive
+evidence: an occlusion map can show only evidence that its fill removes (see fmca_rt.explain). The
+blended region is where the blend mask changed the face (mask above 1% of its peak); its core is where the
+mask is at least half its peak. Per fake it reports the share of the positive
 heat (what raised P(fake)) inside each region against that region's share of the area, the ratio of heat
 inside to heat outside, and the heat density ratio: heat per unit area inside over heat per unit area
 outside (1 for a map that ignores the region). `--out` also writes each explanation as a PNG with the
@@ -66,7 +68,8 @@ def explain_face(model, rgb: np.ndarray, method: str, stride: int, fill: str = "
                              config.patch_size, stride=stride, fill=fill)
 
 
-def make_fake(rgb: np.ndarray, seed: int, fakes: str = "self-blend", change: str = "any") -> tuple[np.ndarray, np.ndarray]:
+def make_fake(rgb: np.ndarray, seed: int, fakes: str = "self-blend",
+              change: str = "any") -> tuple[np.ndarray, np.ndarray]:
     """(fake, blend mask) of one real face crop: blended with `fakes`' strengths, its source changed by `change`."""
     rng = np.random.default_rng(seed)
     if fakes not in FAKES or change not in CHANGES:
@@ -142,10 +145,10 @@ def summarize(rows: list[dict]) -> str:
         area = np.array([row[f"area_of_{r}"] for row in heated])
         ratio = np.array([row[f"in_to_out_{r}"] for row in heated])
         density = np.array([row[f"density_{r}"] for row in heated])
-        lines.append(f"{r} region: heat inside {heat.mean():.1%} (median {np.median(heat):.1%}) of the positive heat on "
-                     f"{area.mean():.1%} of the area; inside/outside ratio median {np.median(ratio):.2f}; more heat inside "
-                     f"than outside on {(heat > 0.5).sum()}/{len(heated)} faces; heat density inside/outside median "
-                     f"{np.median(density):.2f}, above 1 on {(density > 1).sum()}/{len(heated)} faces")
+        lines.append(f"{r} region: heat inside {heat.mean():.1%} (median {np.median(heat):.1%}) of the positive heat "
+                     f"on {area.mean():.1%} of the area; inside/outside ratio median {np.median(ratio):.2f}; more heat "
+                     f"inside than outside on {(heat > 0.5).sum()}/{len(heated)} faces; heat density inside/outside "
+                     f"median {np.median(density):.2f}, above 1 on {(density > 1).sum()}/{len(heated)} faces")
     lines.append(f"{rows[0]['passes']} forward passes per face")
     return "\n".join(lines)
 
@@ -160,7 +163,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--fakes", choices=FAKES, default="self-blend",
                         help="self-blend: as training's --self-blend makes them; demo: as the demo dataset does")
     parser.add_argument("--change", choices=CHANGES, default="any",
-                        help="what changes the blended source: any (the fakes' own mix), color, or one frequency change")
+                        help="what changes the blended source: any (the fakes' own mix), color, or a frequency change")
     parser.add_argument("--method", choices=EXPLAIN_METHODS, default="occlusion")
     parser.add_argument("--stride", type=int, default=1, help="occlusion window step in patches")
     parser.add_argument("--fill", choices=FILLS, default="blur", help="what hides an occluded window")
