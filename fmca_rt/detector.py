@@ -29,6 +29,7 @@ from .errors import ExplainError, FMCAError
 from .explain import EXPLAIN_METHODS, Explanation, explain_occlusion
 from .faces import Face, FaceDetector, crop_faces, make_face_detector
 from .gradcam import BRANCHES as GRADCAM_METHODS
+from .gradcam import explain_gradcam
 from .images import load_image
 from .latency import LatencyStats
 from .operating_points import Calibration
@@ -152,8 +153,6 @@ class Detector:
             if model is None:
                 raise ExplainError(f"Grad-CAM needs the torch backend (a .pth model); the {self.backend.name} "
                                    "backend explains by occlusion.")
-            from .gradcam import explain_gradcam
-
             return [explain_gradcam(model, face, self.calibration, method) for face in pixels]
         raise ExplainError(f"Unknown explanation method {method!r}; choose one of: {', '.join(EXPLAIN_METHODS)}.")
 
