@@ -53,14 +53,6 @@ def is_strongly_typed_only(trt) -> bool:
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
-def network_flags(trt, *names: str) -> int:
-    """Bit mask of `NetworkDefinitionCreationFlag` members; their integer values moved between 10 and 11."""
-    mask = 0
-    for name in names:
-        mask |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    return mask
-
-
 @dataclass(frozen=True)
 class GpuInfo:
     name: str
