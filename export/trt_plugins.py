@@ -7,13 +7,15 @@
   integer arguments as symbolic expressions (TensorRT resolves them per shape at run time).
 The engine then embeds the PTX: running it needs neither Python nor Triton (trtexec and C++ load it too).
 AOT attributes are not stored in engines, so the float constants the kernels baked in (normalization, softmax
-scale) are compared with the ONNX node's attributes: before the build (`check_kernels_for_model`) and again in
-`aot_impl`. TensorRT swallows exceptions raised inside these callbacks into a generic build failure, so the
-first one is kept for `callback_error()`.
+scale) are compared with every ONNX node's attributes before the build (`check_kernels_for_model`), and the
+softmax scale again in `aot_impl`. TensorRT swallows exceptions raised inside these callbacks into a generic
+build failure, so the first one is kept for `callback_error()`.
 
-The ONNX parser hands node attributes to the creator as one-dimensional arrays (FLOAT -> float32[1], FLOATS ->
-float32[n]), so every attribute is declared as a float32 array. This module is the only place that touches
-`tensorrt.plugin`.
+The ONNX parser hands node attributes to the creator as one-dimensional arrays (FLOAT -> float32[1]), so `scale`
+is declared as a float32 array. The Haar DWT's mean and std (three values each) are not plugin attributes at all:
+TensorRT 10.x's bindings, built with a pybind11 older than NumPy 2, return a multi-value PluginField as its first
+value repeated when NumPy 2 is installed (seen with 10.13 and NumPy 2.4; 11.4 and NumPy 1.26 read them right).
+This module is the only place that touches `tensorrt.plugin`.
 """
 
 # No `from __future__ import annotations` here: tensorrt.plugin reads the decorated functions' annotations as
@@ -136,7 +138,6 @@ def register_plugins(variants: Sequence[KernelVariant], arch: int) -> None:
 
 def _register(trt, trtp) -> None:
     dtype_of = {trt.float32: "fp32", trt.float16: "fp16"}
-    Attribute = npt.NDArray[np.float32]
     AOTResult = Tuple[Union[str, bytes], Union[str, bytes], trtp.KernelLaunchParams, trtp.SymIntExprs]
 
     def kernel_for(kernel: str, dtype, head_dim=None) -> KernelVariant:
@@ -153,7 +154,7 @@ def _register(trt, trtp) -> None:
         return variant.name.encode(), variant.read_ptx().encode(), params, scalars
 
     @trtp.register("fmca::HaarDWT")
-    def haar_dwt_descriptor(x: trtp.TensorDesc, mean: Attribute, std: Attribute) -> trtp.TensorDesc:
+    def haar_dwt_descriptor(x: trtp.TensorDesc) -> trtp.TensorDesc:
         return trtp.from_shape_expr(haar_dwt_output_shape(tuple(x.shape_expr), trtp.cdiv), dtype=x.dtype)
 
     @trtp.autotune("fmca::HaarDWT")
@@ -162,15 +163,13 @@ def _register(trt, trtp) -> None:
 
     @trtp.aot_impl("fmca::HaarDWT")
     @_kept
-    def haar_dwt_kernel(x, mean, std, outputs, tactic: int) -> AOTResult:
-        variant = kernel_for("haar_dwt", x.dtype)
-        check_baked_constants(variant, MEAN=mean, STD=std)
-        return launch(variant, haar_dwt_sizes(tuple(x.shape_expr)))
+    def haar_dwt_kernel(x, outputs, tactic: int) -> AOTResult:
+        return launch(kernel_for("haar_dwt", x.dtype), haar_dwt_sizes(tuple(x.shape_expr)))
 
     @trtp.register("fmca::SFCMAttention")
     def sfcm_descriptor(qp: trtp.TensorDesc, kf: trtp.TensorDesc, vf: trtp.TensorDesc, qf: trtp.TensorDesc,
                         kp: trtp.TensorDesc, vp: trtp.TensorDesc,
-                        scale: Attribute) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
+                        scale: npt.NDArray[np.float32]) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
         shapes = sfcm_output_shapes(*(tuple(t.shape_expr) for t in (qp, kf, vf, qf, kp, vp)))
         return tuple(trtp.from_shape_expr(shape, dtype=qp.dtype) for shape in shapes)
 

@@ -22,7 +22,10 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_onnx_56px(tmp_path_factory):
-    """A seeded tiny FMCA-Net at 56 px exported to ONNX (unverified export: fast), shared by the tests."""
+    """A seeded tiny FMCA-Net at 56 px exported to ONNX (unverified export: fast), shared by the tests; child
+    test processes get the parent's file through FMCA_TEST_TINY_ONNX."""
+    if os.environ.get("FMCA_TEST_TINY_ONNX"):
+        return Path(os.environ["FMCA_TEST_TINY_ONNX"])
     import torch
 
     from export.onnx import export_onnx

@@ -3,8 +3,9 @@
 `fake_build_api(generation, ...)` returns the `tensorrt` module the build code gets (NVIDIA's real bindings with
 these factories where they import, `tensorrt_fakes.fake_tensorrt` elsewhere) and the `BuildWorld` that records
 what the build asked for. The fake parser turns each ONNX node into a layer of the matching `LayerType` whose input
-has the node's inferred element type, so pinning decisions see what a real network would show. The builder walks
-the progress monitor through two phases and returns `plan` (or None when the monitor cancels).
+has the node's inferred element type, so pinning decisions see what a real network would show. The builder follows
+TensorRT's calibration protocol when given a calibrator, walks the progress monitor through the `phases` and
+returns `plan` (or None when the monitor cancels).
 """
 
 import types
@@ -144,6 +145,14 @@ class FakeBuilder:
         return FakeProfile()
 
     def build_serialized_network(self, network, config):
+        calibrator = config.int8_calibrator
+        if calibrator is not None:  # TensorRT's protocol: a cached table, or batches until None, then cache it
+            cached = calibrator.read_calibration_cache()
+            self._world.calibration = ("cache", bytes(cached)) if cached else ("batches", 0)
+            while not cached and calibrator.get_batch(["pixels"]) is not None:
+                self._world.calibration = ("batches", self._world.calibration[1] + 1)
+            if not cached:
+                calibrator.write_calibration_cache(b"scales:" + self._world.parsed[-1].encode())
         monitor = config.progress_monitor
         if monitor is not None:
             for phase, steps in self._world.phases:
@@ -164,11 +173,14 @@ class BuildWorld:
         self.layers, self.parse_error, self.accepts_timing_cache = layers, parse_error, accepts_timing_cache
         self.plan, self.phases = plan, phases
         self.calls, self.parsed, self.profile, self.built_from, self.trt = [], [], None, None, None
+        self.calibration = None  # ("cache", bytes read) or ("batches", count served) after an INT8 build
+        self.models = []  # the ONNX models parsed (when the layers come from them)
 
     def layers_of(self, onnx_path):
         import onnx
 
         model = onnx.shape_inference.infer_shapes(onnx.load(onnx_path))
+        self.models.append(model)
         types_ = {v.name: v.type.tensor_type.elem_type for v in
                   [*model.graph.input, *model.graph.value_info, *model.graph.output]}
         types_.update({i.name: i.data_type for i in model.graph.initializer})
