@@ -8,8 +8,6 @@ TensorRT's calibration protocol when given a calibrator, walks the progress moni
 returns `plan` (or None when the monitor cancels).
 """
 
-import types
-
 from tensorrt_fakes import FakeEngine, FakeRuntime, tensorrt_api
 
 LAYER_OF_OP = {"Conv": "CONVOLUTION", "MatMul": "MATRIX_MULTIPLY", "Gemm": "MATRIX_MULTIPLY",
@@ -27,14 +25,24 @@ class FakeTensor:
 
 
 class FakeLayer:
+    """A layer as TensorRT 11 offers it: no precision controls (a strongly typed network decides the types)."""
+
     imitates = "ILayer"
 
     def __init__(self, layer_type, input_dtype, name=""):
         self.type, self.name, self.num_inputs, self.num_outputs = layer_type, name, 1, 1
-        self.precision, self.outputs, self._input = None, {}, FakeTensor(input_dtype)
+        self._input = FakeTensor(input_dtype)
 
     def get_input(self, index):
         return self._input
+
+
+class FakeLayer10(FakeLayer):
+    """TensorRT 10's layer: precision and output types can be pinned."""
+
+    def __init__(self, layer_type, input_dtype, name=""):
+        super().__init__(layer_type, input_dtype, name)
+        self.precision, self.outputs = None, {}
 
     def set_output_type(self, index, dtype):
         self.outputs[index] = dtype
@@ -95,11 +103,13 @@ class FakeTimingCache:
 
 
 class FakeConfig:
+    """TensorRT 11's builder config (no calibrator); `FakeConfig10` adds TensorRT 10's."""
+
     imitates = "IBuilderConfig"
 
     def __init__(self, world):
         self._world, self._timing_cache = world, None
-        self.int8_calibrator = self.progress_monitor = None
+        self.progress_monitor = None
 
     def set_memory_pool_limit(self, pool, pool_size):
         self._world.calls.append(("workspace", pool, pool_size))
@@ -110,9 +120,6 @@ class FakeConfig:
 
     def set_flag(self, flag):
         self._world.calls.append(("flag", flag.name))
-
-    def set_calibration_profile(self, profile):
-        self._world.calls.append(("calibration profile", profile.shapes))
 
     def create_timing_cache(self, serialized_timing_cache):
         return FakeTimingCache(serialized_timing_cache)
@@ -128,6 +135,15 @@ class FakeConfig:
         return self._timing_cache
 
 
+class FakeConfig10(FakeConfig):
+    def __init__(self, world):
+        super().__init__(world)
+        self.int8_calibrator = None
+
+    def set_calibration_profile(self, profile):
+        self._world.calls.append(("calibration profile", profile.shapes))
+
+
 class FakeBuilder:
     imitates = "Builder"
 
@@ -139,13 +155,13 @@ class FakeBuilder:
         return FakeNetwork()
 
     def create_builder_config(self):
-        return FakeConfig(self._world)
+        return (FakeConfig10 if self._world.generation == 10 else FakeConfig)(self._world)
 
     def create_optimization_profile(self):
         return FakeProfile()
 
     def build_serialized_network(self, network, config):
-        calibrator = config.int8_calibrator
+        calibrator = getattr(config, "int8_calibrator", None)  # TensorRT 10 only
         if calibrator is not None:  # TensorRT's protocol: a cached table, or batches until None, then cache it
             cached = calibrator.read_calibration_cache()
             self._world.calibration = ("cache", bytes(cached)) if cached else ("batches", 0)
@@ -168,8 +184,9 @@ class FakeBuilder:
 class BuildWorld:
     """What the fake TensorRT does (parse errors, timing-cache acceptance, the plan) and what it was asked."""
 
-    def __init__(self, layers=None, parse_error=None, accepts_timing_cache=True, plan=b"serialized plan",
-                 phases=(("Building engine", 3),)):
+    def __init__(self, generation=10, layers=None, parse_error=None, accepts_timing_cache=True,
+                 plan=b"serialized plan", phases=(("Building engine", 3),)):
+        self.generation = generation
         self.layers, self.parse_error, self.accepts_timing_cache = layers, parse_error, accepts_timing_cache
         self.plan, self.phases = plan, phases
         self.calls, self.parsed, self.profile, self.built_from, self.trt = [], [], None, None, None
@@ -185,11 +202,14 @@ class BuildWorld:
                   [*model.graph.input, *model.graph.value_info, *model.graph.output]}
         types_.update({i.name: i.data_type for i in model.graph.initializer})
         trt = self.trt
-        return [FakeLayer(getattr(trt.LayerType, LAYER_OF_OP.get(node.op_type, "REDUCE" if node.op_type.startswith(
+        return [self.layer(getattr(trt.LayerType, LAYER_OF_OP.get(node.op_type, "REDUCE" if node.op_type.startswith(
                     "Reduce") else "ELEMENTWISE")),
                           getattr(trt, ONNX_TO_TRT_TYPE.get(types_.get(node.input[0]) if node.input else 1, "float32")),
                           node.name)
                 for node in model.graph.node]
+
+    def layer(self, layer_type, input_dtype, name=""):
+        return (FakeLayer10 if self.generation == 10 else FakeLayer)(layer_type, input_dtype, name)
 
     def flags(self):
         return [call[1] for call in self.calls if call[0] == "flag"]
@@ -198,7 +218,7 @@ class BuildWorld:
 def fake_build_api(generation, engine_compute=None, memory=None, **world_options):
     """(`tensorrt` module for the build, BuildWorld). With `engine_compute`, the plan deserializes (through
     `trt.Runtime`) to a `FakeEngine` computing `engine_compute(pixels)` in `memory` with the built profile."""
-    world = BuildWorld(**world_options)
+    world = BuildWorld(generation, **world_options)
 
     class EnginePlans(dict):
         def get(self, plan, default=None):
@@ -214,5 +234,7 @@ def fake_build_api(generation, engine_compute=None, memory=None, **world_options
     return world.trt, world
 
 
-FAKE_CLASSES = types.MappingProxyType({fake.imitates: fake for fake in (
-    FakeTensor, FakeLayer, FakeNetwork, FakeParser, FakeProfile, FakeTimingCache, FakeConfig, FakeBuilder)})
+FAKE_CLASSES = {10: (FakeTensor, FakeLayer10, FakeNetwork, FakeParser, FakeProfile, FakeTimingCache, FakeConfig10,
+                     FakeBuilder),
+                11: (FakeTensor, FakeLayer, FakeNetwork, FakeParser, FakeProfile, FakeTimingCache, FakeConfig,
+                     FakeBuilder)}

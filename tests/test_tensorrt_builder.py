@@ -12,7 +12,7 @@ from export.trt_options import BatchProfile, plan_precision
 from export.trt_progress import progress_monitor
 from fmca_rt.backends.tensorrt_env import is_strongly_typed_only
 from fmca_rt.errors import EngineError
-from tensorrt_fake_builder import FakeLayer, fake_build_api
+from tensorrt_fake_builder import fake_build_api
 from tensorrt_fakes import generations
 
 pytestmark = pytest.mark.trt_api
@@ -28,8 +28,8 @@ def request_for(trt, tmp_path, precision, timing_cache=None):
                         plan_precision(precision, is_strongly_typed_only(trt)), timing_cache)
 
 
-def layers(trt, *kinds):
-    return [FakeLayer(getattr(trt.LayerType, kind), getattr(trt, dtype)) for kind, dtype in kinds]
+def layers(world, *kinds):
+    return [world.layer(getattr(world.trt.LayerType, kind), getattr(world.trt, dtype)) for kind, dtype in kinds]
 
 
 def test_precision_plans_per_generation():
@@ -49,14 +49,15 @@ def test_the_generation_is_told_by_the_api_present(generation):
 
 def test_fp16_build_on_each_generation(generation, tmp_path):
     trt, world = fake_build_api(generation, layers=[])
-    world.layers = layers(trt, ("CONVOLUTION", "float32"), ("NORMALIZATION", "float32"), ("SOFTMAX", "float32"),
+    world.layers = layers(world, ("CONVOLUTION", "float32"), ("NORMALIZATION", "float32"), ("SOFTMAX", "float32"),
                           ("REDUCE", "float32"), ("REDUCE", "int64"), ("MATRIX_MULTIPLY", "float32"))
     assert build_plan(trt, request_for(trt, tmp_path, "fp16")) == b"serialized plan"
     # No creation flags: 10 builds weakly typed; 11 only strongly typed and ignores its deprecated STRONGLY_TYPED.
     assert ("network flags", 0) in world.calls
     assert ("profile", ("pixels", ((1, 3, 224, 224), (4, 3, 224, 224), (8, 3, 224, 224)))) in world.calls
     assert ("workspace", trt.MemoryPoolType.WORKSPACE, 1 << 30) in world.calls
-    pinned = [(layer.type.name, layer.get_input(0).dtype) for layer in world.layers if layer.precision == trt.float32]
+    pinned = [(layer.type.name, layer.get_input(0).dtype) for layer in world.layers
+              if getattr(layer, "precision", None) == trt.float32]
     if generation == 10:  # flags by name; floating normalization, softmax and reductions in float32, not int ones
         assert world.flags() == ["FP16", "PREFER_PRECISION_CONSTRAINTS"]
         assert pinned == [("NORMALIZATION", trt.float32), ("SOFTMAX", trt.float32), ("REDUCE", trt.float32)]
