@@ -185,8 +185,8 @@ class BuildWorld:
     """What the fake TensorRT does (parse errors, timing-cache acceptance, the plan) and what it was asked."""
 
     def __init__(self, generation=10, layers=None, parse_error=None, accepts_timing_cache=True,
-                 plan=b"serialized plan", phases=(("Building engine", 3),)):
-        self.generation = generation
+                 plan=b"serialized plan", phases=(("Building engine", 3),), plugin_node=None):
+        self.generation, self.plugin_node = generation, plugin_node  # plugin_node(node): the parser meets a plugin
         self.layers, self.parse_error, self.accepts_timing_cache = layers, parse_error, accepts_timing_cache
         self.plan, self.phases = plan, phases
         self.calls, self.parsed, self.profile, self.built_from, self.trt = [], [], None, None, None
@@ -202,6 +202,9 @@ class BuildWorld:
                   [*model.graph.input, *model.graph.value_info, *model.graph.output]}
         types_.update({i.name: i.data_type for i in model.graph.initializer})
         trt = self.trt
+        for node in model.graph.node:
+            if node.domain == "fmca" and self.plugin_node is not None:
+                self.plugin_node(node)
         return [self.layer(getattr(trt.LayerType, LAYER_OF_OP.get(node.op_type, "REDUCE" if node.op_type.startswith(
                     "Reduce") else "ELEMENTWISE")),
                           getattr(trt, ONNX_TO_TRT_TYPE.get(types_.get(node.input[0]) if node.input else 1, "float32")),

@@ -9,7 +9,8 @@
   launches with the context's state (shape, addresses) at capture; replaying it after that state changed gives NaNs,
   as TensorRT documents a graph to be valid only for the state it was captured in.
 - `FakeEngine`/`FakeContext`/`FakeRuntime`: the name-based engine API over NumPy; the engine's "kernels" are a
-  function of the pixels read at the bound input address.
+  function of the pixels read at the bound input address. Deserializing, creating a context and running refuse
+  to happen outside `HostMemory.activated()`, where a GPU would have no current context.
 """
 
 import enum
@@ -228,6 +229,8 @@ class FakeEngine:
         return self.profile
 
     def create_execution_context(self):
+        if not self.memory.active:
+            raise AssertionError("create_execution_context ran outside the memory provider's activated() scope")
         self.contexts.append(FakeContext(self))
         return self.contexts[-1]
 
@@ -243,4 +246,7 @@ class FakeRuntime:
 
     def deserialize_cuda_engine(self, serialized_engine):
         self.deserialized.append(bytes(serialized_engine))
-        return self._plans.get(bytes(serialized_engine))
+        engine = self._plans.get(bytes(serialized_engine))
+        if engine is not None and not engine.memory.active:
+            raise AssertionError("deserialize_cuda_engine ran outside the memory provider's activated() scope")
+        return engine

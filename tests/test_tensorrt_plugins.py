@@ -160,3 +160,77 @@ def test_arguments_out_of_tensorrt_order_are_refused(aot_dir, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"kernels": [entry]}))
     with pytest.raises(ConfigError, match="input pointers, int32 scalars, output pointers"):
         load_manifest(tmp_path)
+
+
+# ---- before the build: kernels checked against the model, compiled for this driver, errors in one sentence ----
+def test_a_kernel_beyond_48_kib_of_shared_memory_is_refused(aot_dir):
+    import dataclasses
+
+    variants = [dataclasses.replace(v, shared_mem=48 * 1024 + 1) if v.kernel == "haar_dwt" else v
+                for v in load_manifest(aot_dir)]
+    assert choose_kernel(variants, "sfcm_attention", 87, "fp16", 32).shared_mem <= 48 * 1024
+    with pytest.raises(ConfigError, match=r"needs 49153 bytes of shared memory, above the 49152"):
+        choose_kernel(variants, "haar_dwt", 87, "fp32")
+
+
+def plugin_nodes(scale=32 ** -0.5, mean=(0.485, 0.456, 0.406), op_type="SFCMAttention"):
+    from onnx import helper
+
+    return [helper.make_node("HaarDWT", ["x"], ["y"], domain="fmca", mean=list(mean), std=[0.229, 0.224, 0.225]),
+            helper.make_node(op_type, ["a"] * 6, ["b", "c"], domain="fmca", scale=scale)]
+
+
+def test_the_kernels_are_checked_against_every_plugin_node_before_the_build(aot_dir):
+    from export.trt_plugins import check_kernels_for_model
+
+    variants = load_manifest(aot_dir)
+    check_kernels_for_model(variants, 87, plugin_nodes(), head_dim=32)
+    with pytest.raises(ConfigError, match=r"compiled with SCALE=\[0\.17677.*\] but the model asks for \[0\.125\]"):
+        check_kernels_for_model(variants, 87, plugin_nodes(scale=0.125), head_dim=32)
+    with pytest.raises(ConfigError, match=r"compiled with MEAN=.* but the model asks for \[0\.5, 0\.5, 0\.5\]"):
+        check_kernels_for_model(variants, 87, plugin_nodes(mean=(0.5, 0.5, 0.5)), head_dim=32)
+    with pytest.raises(ConfigError, match="head size 96"):
+        check_kernels_for_model(variants, 87, plugin_nodes(), head_dim=96)
+    with pytest.raises(ConfigError, match="fmca::Attention2, which this version does not provide"):
+        check_kernels_for_model(variants, 87, plugin_nodes(op_type="Attention2"), head_dim=32)
+
+
+@pytest.mark.parametrize("driver, expected", [(13000, "compiler"), (12060, 85), (12020, 82), (None, None)])
+def test_kernels_compiled_now_use_a_ptx_isa_both_driver_and_compiler_read(tmp_path, monkeypatch, driver, expected):
+    """A CUDA 13 driver loads ISA 9.x, which the CUDA 12.9 ptxas bundled with Triton refuses: the lower one wins."""
+    pytest.importorskip("triton")
+    import kernels.aot
+
+    from export.trt_plugin_setup import compile_for_this_gpu, compiler_ptx_isa
+
+    asked = []
+
+    def compile_kernels(archs, out, dtypes, head_dims, ptx_versions):
+        asked.append(ptx_versions)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(kernels.aot, "compile_kernels", compile_kernels)
+    with pytest.raises(ConfigError, match="stop here"):
+        compile_for_this_gpu(90, 32, tmp_path, driver)
+    isa = compiler_ptx_isa(90) if expected == "compiler" else expected
+    assert asked == [None if isa is None else {90: isa}]
+    if expected == "compiler":
+        assert isa < 90  # Triton 3.8 bundles CUDA 12.9's ptxas: ISA 8.8
+
+
+def test_a_triton_failure_is_one_sentence(tmp_path, monkeypatch):
+    pytest.importorskip("triton")
+    import kernels.aot
+
+    from export.trt_plugin_setup import compile_for_this_gpu
+    from fmca_rt.errors import EngineError
+
+    def compile_kernels(*args):
+        raise RuntimeError("ptxas fatal   : Unsupported .version 9.0; current version is '8.8'\nptxas: more detail")
+
+    monkeypatch.setattr(kernels.aot, "compile_kernels", compile_kernels)
+    with pytest.raises(EngineError) as raised:
+        compile_for_this_gpu(87, 32, tmp_path, None)
+    assert str(raised.value) == ("Triton could not compile the kernels for sm_87 (ptxas fatal   : Unsupported .version "
+                                 "9.0; current version is '8.8'); compile them where that works with `python -m "
+                                 "kernels.aot --arch 87 --out DIR` and pass --kernels DIR.")

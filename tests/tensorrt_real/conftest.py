@@ -53,3 +53,18 @@ def kernel_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("aot")
     compile_kernels((87, 90), out, ("fp32", "fp16"), (32, 96))
     return out
+
+
+@pytest.fixture(scope="session")
+def registry(trt, kernel_dir):
+    """tensorrt.plugin keeps registrations for the process: the recording registry stays for the whole run."""
+    if not hasattr(trt, "QuickPluginCreationRequest"):
+        pytest.skip(f"TensorRT {trt.__version__} has no ahead-of-time Python plugins (10.9+)")
+    from export.trt_plugin_math import load_manifest
+    from export.trt_plugins import register_plugins
+    from plugin_driver import ARCH, RecordingRegistry
+
+    recording = RecordingRegistry()
+    trt.get_plugin_registry = lambda: recording  # libnvinfer's registry: null with the stub library
+    register_plugins(load_manifest(kernel_dir), ARCH)
+    return recording

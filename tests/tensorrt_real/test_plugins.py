@@ -16,39 +16,20 @@ from export.trt_plugins import MAX_SHARED_MEMORY, PLUGIN_IDS, register_plugins
 from fmca_rt.backends.tensorrt_env import import_tensorrt_plugin
 from fmca_rt.errors import ConfigError, DependencyError, EngineError
 from launchers import haar_dwt_launch, sfcm_attention_launch
-from plugin_driver import RecordingRegistry, parser_fields, run_plugin
+from plugin_driver import ARCH, parser_fields, run_plugin
 from tensorrt_models import plugin_input_shapes
 
 pytestmark = pytest.mark.trt_api
-ARCH = 87  # Jetson Orin, portable PTX
-
-
-def has_aot_plugins(trt) -> bool:
-    return hasattr(trt, "QuickPluginCreationRequest")
 
 
 def test_plugin_support_is_told_in_one_sentence(trt):
-    if has_aot_plugins(trt):
+    if hasattr(trt, "QuickPluginCreationRequest"):
         assert hasattr(import_tensorrt_plugin(), "aot_impl")
         return
     with pytest.raises(DependencyError) as raised:
         import_tensorrt_plugin()
     assert str(raised.value).startswith(f"TensorRT {trt.__version__} cannot serve the fmca:: Triton-kernel plugins")
     assert "TensorRT 10.9 or newer" in str(raised.value) and "\n" not in str(raised.value)
-
-
-@pytest.fixture(scope="module")
-def registry(trt, kernel_dir):
-    """tensorrt.plugin keeps registrations for the process: the recording registry stays for the whole run."""
-    if not has_aot_plugins(trt):
-        pytest.skip(f"TensorRT {trt.__version__} has no ahead-of-time Python plugins (10.9+)")
-    recording = getattr(trt.get_plugin_registry, "recording", None)
-    if recording is None:
-        recording = RecordingRegistry()
-        trt.get_plugin_registry = lambda: recording  # libnvinfer's registry: null with the stub library
-        trt.get_plugin_registry.recording = recording
-    register_plugins(load_manifest(kernel_dir), ARCH)
-    return recording
 
 
 def node_attributes(onnx_path, op_type) -> dict:
