@@ -125,3 +125,23 @@ def test_unknown_provider_names_the_choices():
 
     with pytest.raises(DeviceError, match="choose one of: auto, pycuda, torch"):
         DeviceMemory.create("cupy")
+
+
+def test_the_tensorrt_extra_installs_with_only_a_driver():
+    """pycuda ships only as source that needs the CUDA toolkit to build: it must not be a requirement of the extra."""
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extra = project["optional-dependencies"]["tensorrt"]
+    assert [requirement.split(">")[0].split("=")[0] for requirement in extra] == ["tensorrt"]
+
+
+def test_without_torch_or_pycuda_the_error_says_how_to_get_device_memory(monkeypatch):
+    from fmca_rt.errors import DependencyError
+
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "torch", None)
+    with pytest.raises(DependencyError, match=r"needs pycuda or torch: install a CUDA build of torch \(pip install "
+                                              r"torch on Linux x86-64\), or pycuda where the CUDA toolkit"):
+        DeviceMemory.create("auto")

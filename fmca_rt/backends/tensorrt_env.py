@@ -12,7 +12,8 @@ from ..errors import DependencyError, DeviceError
 
 TENSORRT_HINT = ("pip install 'fmca-rt[tensorrt]' on x86-64 Linux or Windows; on Jetson use the TensorRT that "
                  "JetPack installs (sudo apt install nvidia-jetpack)")
-CUDA_HINT = "pip install pycuda (or a CUDA build of torch)"
+CUDA_HINT = ("install a CUDA build of torch (pip install torch on Linux x86-64), or pycuda where the CUDA toolkit "
+             "is installed (pip install pycuda; JetPack has the toolkit)")
 
 
 def import_tensorrt():
