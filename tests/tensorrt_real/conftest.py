@@ -62,7 +62,7 @@ def registry(trt, kernel_dir):
         pytest.skip(f"TensorRT {trt.__version__} has no ahead-of-time Python plugins (10.9+)")
     from export.trt_plugin_math import load_manifest
     from export.trt_plugins import register_plugins
-    from plugin_driver import ARCH, RecordingRegistry
+    from tensorrt_real.plugin_driver import ARCH, RecordingRegistry
 
     recording = RecordingRegistry()
     trt.get_plugin_registry = lambda: recording  # libnvinfer's registry: null with the stub library

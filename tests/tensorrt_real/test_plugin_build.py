@@ -14,7 +14,7 @@ from export.trt_plugins import PLUGIN_IDS
 from fmca_rt.backends.tensorrt_env import GpuInfo
 from fmca_rt.backends.tensorrt_sidecar import read_sidecar
 from fmca_rt.errors import ConfigError, EngineError
-from plugin_driver import parser_fields, run_plugin
+from tensorrt_real.plugin_driver import parser_fields, run_plugin
 from tensorrt_fake_builder import fake_build_api
 
 pytestmark = pytest.mark.trt_api

@@ -15,8 +15,8 @@ from export.trt_plugin_math import load_manifest, select_variant
 from export.trt_plugins import MAX_SHARED_MEMORY, PLUGIN_IDS, register_plugins
 from fmca_rt.backends.tensorrt_env import import_tensorrt_plugin
 from fmca_rt.errors import ConfigError, DependencyError, EngineError
-from launchers import haar_dwt_launch, sfcm_attention_launch
-from plugin_driver import ARCH, parser_fields, run_plugin
+from tensorrt_real.launchers import haar_dwt_launch, sfcm_attention_launch
+from tensorrt_real.plugin_driver import ARCH, parser_fields, run_plugin
 from tensorrt_models import plugin_input_shapes
 
 pytestmark = pytest.mark.trt_api
