@@ -112,6 +112,11 @@ def build_engine(options: BuildOptions):
                                  "--plugins` or drop --plugins."))
         fixed_batch = onnx_batch(model, metadata.input_name)
         batch = options.batch.fit_to_onnx(fixed_batch)
+        if options.plugins:  # kernels compiled and checked against every plugin node before any slow step
+            from .trt_plugin_setup import prepare_plugins
+
+            prepare_plugins(options.kernels_dir, gpu.arch, metadata,
+                            [node for node in model.graph.node if node.domain == PLUGIN_DOMAIN], scratch)
         calibration = None
         if options.precision == "int8":
             from .trt_int8 import CalibrationSet
@@ -120,12 +125,6 @@ def build_engine(options: BuildOptions):
             log.info("Calibrating on %d face crops (%d unreadable skipped).", len(calibration.pixels),
                      calibration.skipped)
         parse_onnx = _prepare_onnx(float_onnx, plan, calibration, scratch, batch, metadata.input_name)
-        if options.plugins:
-            from .trt_plugin_setup import prepare_plugins
-
-            prepare_plugins(options.kernels_dir, gpu.arch, metadata,
-                            [node for node in model.graph.node if node.domain == PLUGIN_DOMAIN], scratch)
-
         request = BuildRequest(parse_onnx, metadata.input_name, metadata.image_size, batch, options.workspace_bytes,
                                plan, timing_cache)
         try:
@@ -222,7 +221,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         output=args.output, checkpoint=args.checkpoint, onnx=args.onnx,
         precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32", calib_dir=args.calib,
         plugins=args.plugins, batch=args.batch, workspace_gib=args.workspace, timing_cache=args.timing_cache,
-        no_timing_cache=args.no_timing_cache, kernels_dir=args.kernels, max_delta_p_fake=args.max_delta, validate=not args.no_validate,
+        no_timing_cache=args.no_timing_cache, kernels_dir=args.kernels, max_delta_p_fake=args.max_delta,
+        validate=not args.no_validate,
         calib_limit=args.calib_limit)
 
 

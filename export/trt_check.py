@@ -107,8 +107,9 @@ def table(results: Path, engines: Path, kernels: list[Path] = ()) -> str:
     for sidecar in sorted(engines.glob("*.engine.json")):
         measured = json.loads(sidecar.read_text()).get("extra", {}).get("validation", {})
         delta = measured.get("max_delta_p_fake")
-        rows.append(f"| build {sidecar.name[:-len('.engine.json')]} | {'PASS' if delta is not None else 'not validated'}"
-                    f" | {'' if delta is None else f'{delta:.2e}'} | engine written after the build's own gate |")
+        name = sidecar.name[:-len(".engine.json")]
+        rows.append(f"| build {name} | {'PASS' if delta is not None else 'not validated'} | "
+                    f"{'' if delta is None else f'{delta:.2e}'} | engine written after the build's own gate |")
     lines = results.read_text(encoding="utf-8").splitlines() if results.is_file() else []
     for record in map(json.loads, lines):
         delta = record.get("max_delta_p_fake")

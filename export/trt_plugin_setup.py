@@ -43,14 +43,16 @@ def compile_for_this_gpu(arch: int, head_dim: int, out: Path, driver_version: in
                               f"--arch {arch} --out DIR` where Triton is installed and pass --kernels DIR.") from None
     try:
         isa = ptx_isa_for(driver_version, compiler_ptx_isa(arch))
-        log.info("Compiling the Triton kernels for sm_%d%s ...", arch, f" (PTX ISA {isa // 10}.{isa % 10})" if isa else "")
+        log.info("Compiling the Triton kernels for sm_%d%s ...", arch,
+                 f" (PTX ISA {isa // 10}.{isa % 10})" if isa else "")
         compile_kernels([arch], out, ("fp32", "fp16"), (head_dim,), {arch: isa} if isa else None)
     except FMCAError:
         raise
     except Exception as error:  # Triton's compiler and its ptxas raise their own exception types
         detail = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise EngineError(f"Triton could not compile the kernels for sm_{arch} ({detail}); compile them where that "
-                          f"works with `python -m kernels.aot --arch {arch} --out DIR` and pass --kernels DIR.") from None
+                          f"works with `python -m kernels.aot --arch {arch} --out DIR` and pass --kernels DIR."
+                          ) from None
     return load_manifest(out)
 
 

@@ -37,9 +37,9 @@ def fake_tensorrt(generation: int) -> types.SimpleNamespace:
     trt = types.SimpleNamespace(
         __version__="10.3.0" if generation == 10 else "11.4.0.106",
         # 10.x numbers EXPLICIT_BATCH 0, STRONGLY_TYPED 1; 11 dropped EXPLICIT_BATCH and renumbered.
-        NetworkDefinitionCreationFlag=_enum("NetworkDefinitionCreationFlag",
-                                            ["EXPLICIT_BATCH", "STRONGLY_TYPED"] if generation == 10 else
-                                            ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS", "PREFER_AOT_PYTHON_PLUGINS"]),
+        NetworkDefinitionCreationFlag=_enum("NetworkDefinitionCreationFlag", [
+            "EXPLICIT_BATCH", "STRONGLY_TYPED"] if generation == 10 else [
+            "STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS", "PREFER_AOT_PYTHON_PLUGINS"]),
         # TensorRT 11 removed the precision flags (FP16, INT8, BF16, FP8) and the precision constraints.
         BuilderFlag=_enum("BuilderFlag", ["FP16", "INT8", "TF32", "OBEY_PRECISION_CONSTRAINTS",
                                           "PREFER_PRECISION_CONSTRAINTS"] if generation == 10 else ["TF32"]),

@@ -117,9 +117,13 @@ def prepare(short_version: str) -> Bindings:
     package, version = VERSIONS[short_version]
     major = int(version.split(".")[0])
     tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
-    wheel_dir = _in_place(cache_root() / f"{package}-{version}-{tag}", lambda d: _download(package, version, d))
     digest = hashlib.sha256("".join(STUBS.values()).encode()).hexdigest()[:12]
-    stub_dir = _in_place(cache_root() / f"stubs-{major}-{digest}", lambda d: _compile_stubs(major, d))
+    try:
+        wheel_dir = _in_place(cache_root() / f"{package}-{version}-{tag}", lambda d: _download(package, version, d))
+        stub_dir = _in_place(cache_root() / f"stubs-{major}-{digest}", lambda d: _compile_stubs(major, d))
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise Unavailable(f"cannot prepare them under {cache_root()} ({error}); set FMCA_TEST_CACHE to a writable "
+                          "folder") from None
     return Bindings(version, (wheel_dir / "alias", wheel_dir / "site"), stub_dir)
 
 

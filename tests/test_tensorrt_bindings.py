@@ -65,3 +65,22 @@ def test_the_tensorrt_code_against_nvidias_bindings(version, tiny_onnx_56px, tin
     has_plugins = tuple(int(part) for part in bindings.version.split(".")[:2]) >= (10, 9)
     assert plugin_outcomes and all((v == "passed") == has_plugins for v in plugin_outcomes.values()), plugin_outcomes
     assert sum(v == "passed" for v in results.values()) >= 30, output
+
+
+def test_a_wheel_pip_cannot_get_is_a_reason_to_skip(tmp_path, monkeypatch):
+    import tensorrt_wheels
+
+    monkeypatch.setenv("FMCA_TEST_CACHE", str(tmp_path))
+    monkeypatch.setitem(tensorrt_wheels.VERSIONS, "0.0", ("tensorrt-cu12-bindings", "0.0.0.0"))
+    with pytest.raises(Unavailable, match=r"pip could not download tensorrt-cu12-bindings==0\.0\.0\.0"):
+        prepare("0.0")
+    assert not any(tmp_path.rglob("*.whl"))  # nothing half-made is left in the cache
+
+
+def test_no_compiler_is_a_reason_to_skip(tmp_path, monkeypatch):
+    import tensorrt_wheels
+
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(tensorrt_wheels.shutil, "which", lambda name: None)
+    with pytest.raises(Unavailable, match="no C compiler"):
+        tensorrt_wheels._compile_stubs(10, tmp_path)

@@ -145,3 +145,24 @@ def test_without_torch_or_pycuda_the_error_says_how_to_get_device_memory(monkeyp
     with pytest.raises(DependencyError, match=r"needs pycuda or torch: install a CUDA build of torch \(pip install "
                                               r"torch on Linux x86-64\), or pycuda where the CUDA toolkit"):
         DeviceMemory.create("auto")
+
+
+def test_the_driver_version_comes_from_the_driver_library_alone(monkeypatch):
+    import ctypes
+
+    from fmca_rt.backends.tensorrt_env import cuda_driver_version
+
+    class Driver:
+        def cuDriverGetVersion(self, pointer):
+            ctypes.cast(pointer, ctypes.POINTER(ctypes.c_int)).contents.value = 13000
+            return 0
+
+    opened = []
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: opened.append(name) or Driver())
+    assert cuda_driver_version() == 13000 and opened == ["libcuda.so.1"]
+
+    def no_driver(name):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_driver)
+    assert cuda_driver_version() is None

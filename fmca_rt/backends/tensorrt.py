@@ -130,7 +130,7 @@ class EngineSession:
             host_output = self._host[self.output_name]
             self._memory.download(self.output_name, host_output[:batch].nbytes)
             self._memory.synchronize()
-        return host_output[:batch].astype(np.float32)
+            return host_output[:batch].astype(np.float32)  # a copy, made before another call reuses the buffer
 
     def run_bound(self, input_pointer: int, output_pointer: int, shape: tuple[int, ...], stream: int) -> None:
         """Run on caller-owned device memory (no copies) and the caller's stream; the own buffers stay bound

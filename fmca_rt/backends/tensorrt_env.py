@@ -88,12 +88,17 @@ def current_gpu(device: int = 0) -> GpuInfo:
 
 
 def cuda_driver_version() -> int | None:
-    """cuDriverGetVersion (12060 for CUDA 12.6) through pycuda; None where pycuda is absent."""
+    """cuDriverGetVersion (12060 for CUDA 12.6), from the driver library itself (no toolkit, pycuda or torch
+    needed); None where no NVIDIA driver is installed."""
+    import ctypes
+    import sys
+
     try:
-        import pycuda.driver as cuda
-    except ImportError:
+        driver = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
         return None
-    return int(cuda.get_driver_version())
+    version = ctypes.c_int(0)
+    return version.value if driver.cuDriverGetVersion(ctypes.byref(version)) == 0 else None
 
 
 def _gpu_from_torch(device: int) -> GpuInfo:
