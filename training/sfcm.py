@@ -11,6 +11,14 @@ from torch import nn
 from .config import FMCAConfig
 
 
+def token_major_empty(like: torch.Tensor, tokens: int, **overrides) -> torch.Tensor:
+    """An uninitialized B x heads x N x D tensor (B, heads, D and dtype of `like`) laid out B x N x heads x D:
+    the attention kernel's output layout, in which `SFCM._merge_heads` is a view, not a copy."""
+    batch, heads, _, head_dim = like.shape
+    options = {"dtype": like.dtype, "device": like.device, **overrides}
+    return torch.empty(batch, tokens, heads, head_dim, **options).transpose(1, 2)
+
+
 def sfcm_attention_reference(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor,
                              qf: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor,
                              scale: float | None = None, dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -42,7 +50,7 @@ class SFCM(nn.Module):
 
     @staticmethod
     def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(1, 2).flatten(2)
+        return x.transpose(1, 2).flatten(2)  # a view for token-major inputs (the kernels' outputs)
 
     def forward(self, patches: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from . import ops  # ops imports this module
