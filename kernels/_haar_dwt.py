@@ -216,9 +216,10 @@ def haar_dwt(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEAN,
     return haar_dwt_op(x, None if mean is None else list(mean), None if std is None else list(std))
 
 
-def aot_variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float] | None = IMAGENET_MEAN,
-                 std: Sequence[float] | None = IMAGENET_STD) -> list[dict]:
-    """What `kernels.aot` compiles for the TensorRT plugin: contiguous tensors, mean/std baked in.
+def variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float] | None = IMAGENET_MEAN,
+             std: Sequence[float] | None = IMAGENET_STD) -> list[dict]:
+    """What `kernels.aot` compiles for the TensorRT plugin (the JIT launcher's too): contiguous tensors,
+    mean/std baked in.
 
     Argument order is the TensorRT AOT convention: input pointers, integer scalars, output pointers.
     """

@@ -257,10 +257,11 @@ def sfcm_attention(qp, kf, vf, qf, kp, vp, scale: float | None = None) -> tuple[
     return sfcm_attention_op(qp, kf, vf, qf, kp, vp, scale)
 
 
-def aot_variants(arch: int, dtypes, head_dims) -> list[dict]:
-    """What `kernels.aot` compiles for the TensorRT plugin on `arch`: token-major B x N x heads x D tensors
-    (the model's projections reshaped, no transposes), the softmax scale 1/sqrt(D) baked in (AOT plugins
-    receive integer arguments only), tiles within the AOT shared-memory limit.
+def variants(arch: int, dtypes, head_dims, aot: bool = True) -> list[dict]:
+    """The kernel as compiled for `arch`: with `aot`, what `kernels.aot` compiles for the TensorRT plugin
+    (token-major B x N x heads x D tensors, the model's projections reshaped with no transposes; the softmax
+    scale 1/sqrt(D) baked in, since AOT plugins receive integer arguments only; tiles within the AOT
+    shared-memory limit); without, the JIT launcher's tiles (for checking its compiled code).
 
     Argument order is the TensorRT AOT convention: input pointers, integer scalars, output pointers.
     """
@@ -268,7 +269,7 @@ def aot_variants(arch: int, dtypes, head_dims) -> list[dict]:
     for dtype in dtypes:
         for head_dim in head_dims:
             torch_dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype])
-            config = block_config(torch_dtype, head_dim, attention_tiles(torch_dtype, arch, aot=True))
+            config = block_config(torch_dtype, head_dim, attention_tiles(torch_dtype, arch, aot))
             pointer = f"*{dtype}"
             ints = ["n_p", "n_f", "heads", "stride_pb", "stride_ph", "stride_pn", "stride_fb", "stride_fh", "stride_fn"]
             values = ["N_p", "N_f", "heads", f"N_p*heads*{head_dim}", f"{head_dim}", f"heads*{head_dim}",

@@ -56,7 +56,7 @@ class AOTError(FMCAError, RuntimeError):
 
 def kernel_variants(arch: int, dtypes: Sequence[str] = DEFAULT_DTYPES,
                     head_dims: Sequence[int] = DEFAULT_HEAD_DIMS) -> list[dict]:
-    return _haar_dwt.aot_variants(dtypes) + _sfcm_attention.aot_variants(arch, dtypes, head_dims)
+    return _haar_dwt.variants(dtypes) + _sfcm_attention.variants(arch, dtypes, head_dims)
 
 
 def variant_name(variant: dict, arch: int) -> str:

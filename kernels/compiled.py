@@ -99,14 +99,15 @@ def layouts(ttgir: str) -> dict[str, dict]:
     return found
 
 
-def coverage(layout: dict) -> tuple[int, int]:
-    """Rows and columns of a 2-D tile that one pass of the layout's threads covers."""
+def coverage(layout: dict) -> tuple[int, int, int]:
+    """Rows and columns of a 2-D tile that one pass of the layout's threads covers, and how many threads hold
+    pieces of one row."""
     warps = layout["warpsPerCTA"]
     if layout["kind"] == "blocked":
         size, lanes = layout["sizePerThread"], layout["threadsPerWarp"]
-        return size[0] * lanes[0] * warps[0], size[1] * lanes[1] * warps[1]
+        return size[0] * lanes[0] * warps[0], size[1] * lanes[1] * warps[1], lanes[1] * warps[1]
     columns = 8 if layout["versionMajor"] == 2 else layout["instrShape"][1]  # mma.sync n8; wgmma n = instrShape
-    return 16 * warps[0], columns * warps[1]  # 16 rows per warp in both
+    return 16 * warps[0], columns * warps[1], 4 * warps[1]  # 16 rows per warp, a row across a quad of lanes
 
 
 def score_layout(ttgir: str) -> dict | None:
@@ -118,9 +119,9 @@ def score_layout(ttgir: str) -> dict | None:
     layout = layouts(ttgir).get(alias)
     if layout is None:
         return {"shape": [rows, cols], "kind": "unknown", "alias": alias}
-    covered_rows, covered_cols = coverage(layout)
+    covered_rows, covered_cols, lanes_per_row = coverage(layout)
     return {"shape": [rows, cols], "kind": layout["kind"], "warps": layout["warpsPerCTA"],
-            "rows_covered": covered_rows, "cols_covered": covered_cols}
+            "rows_covered": covered_rows, "cols_covered": covered_cols, "lanes_per_row": lanes_per_row}
 
 
 def branch_conversions(ttgir: str) -> tuple[int, ...]:

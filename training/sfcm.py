@@ -29,6 +29,14 @@ def sfcm_attention_reference(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tenso
     return patch_to_freq, freq_to_patch
 
 
+def sfcm_attention_token_major(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, qf: torch.Tensor,
+                               kp: torch.Tensor, vp: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sfcm_attention_reference` on B x N x heads x D tensors (the projections reshaped, no transposes),
+    returning B x N x heads x D: the contract of the attention kernel's TensorRT plugin."""
+    outputs = sfcm_attention_reference(*(t.transpose(1, 2) for t in (qp, kf, vf, qf, kp, vp)), scale)
+    return tuple(o.transpose(1, 2).contiguous() for o in outputs)
+
+
 class SFCM(nn.Module):
     def __init__(self, config: FMCAConfig, attention_dropout: float = 0.1):
         super().__init__()
