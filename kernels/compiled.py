@@ -5,8 +5,8 @@ compiled code rather than from the source:
 - dynamic shared memory (Triton's metadata);
 - the warp layout of the softmax's score tile (the `math.exp2` over a BLOCK_M x BLOCK_N tensor in Triton's
   layout IR): which rows and columns its warps cover, and whether a tile is covered more than once;
-- tensor-core instructions (`mma.sync`, `wgmma`), `ex2` instructions per thread, and the bytes each global
-  load, asynchronous copy and store moves per thread (PTX);
+- tensor-core instructions (`mma.sync`, `wgmma`) and the multiply-adds they issue, `ex2` instructions per
+  thread, and the bytes each global load, asynchronous copy and store moves per thread (PTX);
 - layout conversions per branch of the kernel's top-level `if` (Triton's layout IR).
 
 `tests/test_kernels_compiled.py` asserts them for every variant the project ships, on sm_87 and sm_90.
@@ -39,6 +39,7 @@ class Facts:
     spill_bytes: int  # ptxas spill stores + loads
     stack_bytes: int  # local memory per thread in the cubin (spills land there)
     mma_instructions: tuple[str, ...]  # e.g. ("mma.sync m16n8k16",) or ("wgmma m64n32k16", "wgmma m64n64k16")
+    mma_macs: int  # multiply-adds of the tensor-core instructions in the PTX, per block (one loop step each)
     ex2_per_thread: int  # exp2 instructions in the PTX (each runs once per thread per loop step)
     score_layout: dict | None  # the exp2 tile's layout: shape, warps, rows/cols covered (None: no 2-D exp2)
     load_bytes: tuple[int, ...]  # distinct widths of global loads and asynchronous copies to shared memory
@@ -164,6 +165,14 @@ def mma_instructions(ptx: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
+def mma_macs(ptx: str, num_warps: int) -> int:
+    """m * n * k of every mma.sync (issued per warp) and wgmma (per warpgroup of 4 warps) in the PTX, per block."""
+    total = 0
+    for kind, m, n, k in re.findall(r"\b(mma\.sync|wgmma\.mma_async)\S*?\.m(\d+)n(\d+)k(\d+)", ptx):
+        total += int(m) * int(n) * int(k) * (num_warps // 4 if kind.startswith("wgmma") else num_warps)
+    return total
+
+
 def read_facts(compiled, arch: int, ptx: str | None = None) -> Facts:
     """The facts of a `compile_variant` result; `ptx` (e.g. with hidden parameters stripped) replaces its PTX."""
     ptx = compiled.asm["ptx"] if ptx is None else ptx
@@ -172,7 +181,8 @@ def read_facts(compiled, arch: int, ptx: str | None = None) -> Facts:
     ttgir = compiled.asm["ttgir"]
     return Facts(num_warps=compiled.metadata.num_warps, shared_memory=compiled.metadata.shared,
                  registers=max(registers, usage["REG"]), spill_bytes=spills, stack_bytes=usage["STACK"],
-                 mma_instructions=mma_instructions(ptx), ex2_per_thread=len(re.findall(r"\bex2\.approx", ptx)),
+                 mma_instructions=mma_instructions(ptx), mma_macs=mma_macs(ptx, compiled.metadata.num_warps),
+                 ex2_per_thread=len(re.findall(r"\bex2\.approx", ptx)),
                  score_layout=score_layout(ttgir),
                  load_bytes=tuple(sorted(set(access_bytes(ptx, "ld.global") + async_copy_bytes(ptx)))),
                  store_bytes=access_bytes(ptx, "st.global"), branch_conversions=branch_conversions(ttgir))

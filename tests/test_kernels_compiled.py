@@ -4,8 +4,9 @@ float32, float16 and bfloat16, the presets' head sizes 32 and 96) is compiled he
 targets, and its layout IR, PTX and cubin are read (`kernels.compiled`).
 
 Attention: every warp owns whole rows of the score tile and no row is covered twice (no duplicated softmax
-work; the exp2 count per thread agrees), tensor-core instructions for float16/bfloat16 (exact IEEE products,
-no tensor cores, for float32), no spills, 8- and 16-byte global loads and stores, and at most 48 KiB of shared
+work; the exp2 count per thread agrees), tensor-core instructions for float16/bfloat16 issuing exactly the
+multiply-adds of the head size (96 is not padded to 128), exact IEEE products without tensor cores for
+float32, no spills, 8- and 16-byte global loads and stores, and at most 48 KiB of shared
 memory for the AOT variants. Haar DWT: 16-byte loads, no layout conversion on the path every model input
 takes, no spills. Configurations that break a rule are shown to fail it.
 """
@@ -84,6 +85,10 @@ def speed_problems(variant: dict, facts: compiled.Facts, arch: int, aot: bool) -
     has_mma = any(i.startswith(wanted) for i in facts.mma_instructions)
     if variant["dtype"] in ("fp16", "bf16") and not has_mma:
         problems.append(f"no {wanted} instructions: {facts.mma_instructions}")
+    # Q K^T and P V on the real head size: 2 * BLOCK_M * BLOCK_N * D multiply-adds per key tile, no padding.
+    needed = 2 * block_m * block_n * constants["HEAD_DIM"]
+    if has_mma and facts.mma_macs != needed:
+        problems.append(f"{facts.mma_macs} tensor-core multiply-adds per key tile where {needed} are needed")
     if variant["dtype"] == "fp32" and facts.mma_instructions:
         problems.append(f"float32 products on tensor cores (TF32): {facts.mma_instructions}")
     if min(facts.load_bytes) < 8 or max(facts.load_bytes) < 16 or min(facts.store_bytes) < 8:
@@ -116,6 +121,13 @@ def problems_of(variant: dict, arch: int, aot: bool) -> list[str]:
 def test_warps_that_share_or_repeat_score_rows_fail(arch, tiles, complaint):
     problems = problems_of(attention_variant(arch, tiles), arch, aot=False)
     assert any(complaint in problem for problem in problems), problems
+
+
+def test_a_head_padded_to_a_power_of_two_fails():
+    variant = attention_variant(87, attention_tiles(torch.float16, 87))
+    variant["constexprs"].update(BLOCK_D0=128, BLOCK_D1=0)  # 96 padded to 128: a third more MMA work
+    problems = problems_of(variant, 87, aot=False)
+    assert any("tensor-core multiply-adds per key tile where" in problem for problem in problems), problems
 
 
 def test_jit_tiles_exceed_the_aot_shared_memory_limit():
