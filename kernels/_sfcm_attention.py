@@ -30,7 +30,8 @@ MAX_GRID_Y = 65535  # CUDA's limit on a grid's y size
 
 @triton.jit
 def _load_rows(ptr, rows, row_ok, row_stride, COL0: tl.constexpr, COLS: tl.constexpr, HEAD_DIM: tl.constexpr):
-    """rows x [COL0, COL0 + COLS) of a token-major tile, zeros outside the tokens and the head."""
+    """Columns [COL0, COL0 + COLS) of the given token rows (one row every `row_stride` elements), zeros outside
+    the tokens and the head."""
     cols = COL0 + tl.arange(0, COLS)
     return tl.load(ptr + rows[:, None] * row_stride + cols[None, :],
                    mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :], other=0.0)
@@ -111,7 +112,6 @@ def _sfcm_attention_kernel(qp_ptr, kf_ptr, vf_ptr, qf_ptr, kp_ptr, vp_ptr,
     _store_rows(o_rows, offs_m, m_ok, out_stride, 0, BLOCK_D0, HEAD_DIM, acc0 / l_i[:, None])
     if BLOCK_D1 > 0:
         _store_rows(o_rows, offs_m, m_ok, out_stride, BLOCK_D0, BLOCK_D1, HEAD_DIM, acc1 / l_i[:, None])
-
 
 
 def head_blocks(head_dim: int) -> tuple[int, int]:
