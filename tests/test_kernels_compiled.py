@@ -136,7 +136,7 @@ def test_jit_tiles_exceed_the_aot_shared_memory_limit():
 
 
 def test_spilling_tiles_fail():
-    problems = problems_of(attention_variant(87, Tiles(64, 64, 4, 2), "fp32", 96), 87, aot=False)
+    problems = problems_of(attention_variant(87, Tiles(64, 32, 4, 2), "fp32", 96), 87, aot=False)
     assert any(problem.startswith("spills") for problem in problems), problems
 
 
