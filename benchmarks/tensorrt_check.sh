@@ -2,8 +2,8 @@
 # What documents cannot settle, in about five minutes on a machine with TensorRT and an NVIDIA GPU:
 #   - FP32 and FP16 engines of a small model against ONNX Runtime float32 (the build's own accuracy gate);
 #   - --plugins engines (the Triton kernels as AOT plugins) at head size 32 and at head size 96, whose attention
-#     tiles need the most shared memory; the kernel table says whether Triton's hidden scratch parameters are
-#     still in each PTX entry, and when this kernels.aot can keep them, that variant is built too;
+#     tiles need the most shared memory, and once more with Triton's hidden scratch parameters left in the
+#     PTX entries (kernels.aot --keep-hidden-parameters) to see whether TensorRT's launcher tolerates them;
 #   - CUDA graph replay across changing batch sizes, and inference from several threads, against ONNX Runtime.
 # Usage (from the repository, with fmca-rt installed): benchmarks/tensorrt_check.sh [WORKDIR]
 # Writes benchmarks/tensorrt-check-<TensorRT version>-sm<arch>.md; everything else stays in WORKDIR
@@ -65,11 +65,9 @@ run "$PY" -m kernels.aot --arch "$ARCH" --out "$WORK/kernels" --head-dim 32 96
 build tiny-plugins --onnx "$WORK/tiny.plugins.onnx" --fp16 --plugins --kernels "$WORK/kernels"
 build s14-d96-plugins --onnx "$WORK/s14-d96.plugins.onnx" --fp16 --plugins --kernels "$WORK/kernels"
 KERNEL_DIRS=("$WORK/kernels")
-if [ "$DRY" != 1 ] && "$PY" -m kernels.aot --help | grep -q -- "--keep-hidden-parameters"; then
-    run "$PY" -m kernels.aot --arch "$ARCH" --out "$WORK/kernels-hidden" --head-dim 32 --keep-hidden-parameters
-    build tiny-plugins-hidden --onnx "$WORK/tiny.plugins.onnx" --fp16 --plugins --kernels "$WORK/kernels-hidden"
-    KERNEL_DIRS+=("$WORK/kernels-hidden")
-fi
+run "$PY" -m kernels.aot --arch "$ARCH" --out "$WORK/kernels-hidden" --head-dim 32 --keep-hidden-parameters
+build tiny-plugins-hidden --onnx "$WORK/tiny.plugins.onnx" --fp16 --plugins --kernels "$WORK/kernels-hidden"
+KERNEL_DIRS+=("$WORK/kernels-hidden")
 
 for engine in tiny-fp16 tiny-plugins; do
     if [ "$DRY" = 1 ] || [ -f "$ENGINES/$engine.engine" ]; then

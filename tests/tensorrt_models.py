@@ -16,7 +16,8 @@ def export_tiny_plugin_onnx(path: Path) -> Path:
 
 
 def plugin_input_shapes(preset: str, batch: int = 2, **overrides) -> dict:
-    """{"HaarDWT": [x shape], "SFCMAttention": [qp, kf, vf, qf, kp, vp shapes]} in `preset` at `batch`."""
+    """The plugin nodes' input shapes in `preset` at `batch`: {"HaarDWT": [x], "SFCMAttention": [qp, kf, vf, qf,
+    kp, vp]}, the attention's token-major (B x N x heads x D) as `export.onnx --plugins` writes them."""
     import torch
 
     from training import ops
@@ -31,7 +32,7 @@ def plugin_input_shapes(preset: str, batch: int = 2, **overrides) -> dict:
         return haar_dwt_reference(x, mean, std)
 
     def sfcm_attention(qp, kf, vf, qf, kp, vp, scale=None, dropout_p=0.0):
-        seen["SFCMAttention"] = [tuple(t.shape) for t in (qp, kf, vf, qf, kp, vp)]
+        seen["SFCMAttention"] = [tuple(t.transpose(1, 2).shape) for t in (qp, kf, vf, qf, kp, vp)]
         return sfcm_attention_reference(qp, kf, vf, qf, kp, vp, scale)
 
     ops.register_implementation("shape-recorder", ops.Implementation(haar_dwt, sfcm_attention))

