@@ -25,9 +25,15 @@ DETECTION_MAX_SIDE = 1024
 class Face:
     box: tuple[int, int, int, int]  # x1, y1, x2, y2 in pixels, x2/y2 exclusive
     score: float  # the detector's confidence in [0, 1]
+    # Five (x, y) points from CNN detectors: the eye on the image's left, the other eye, the nose tip, the
+    # mouth corner on the image's left, the other corner; None from detectors without landmarks.
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
     def to_dict(self) -> dict:
-        return {"box": list(self.box), "score": round(float(self.score), 4)}
+        values = {"box": list(self.box), "score": round(float(self.score), 4)}
+        if self.landmarks is not None:
+            values["landmarks"] = [[round(float(x), 1), round(float(y), 1)] for x, y in self.landmarks]
+        return values
 
 
 @runtime_checkable
