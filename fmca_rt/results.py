@@ -6,6 +6,7 @@ JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writ
      "fake_prob": float | null,          # the highest over faces; null when no face was found
      "label": "real" | "fake" | "no face" | "error",
      "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
+                "landmarks": [[x, y] x 5] (CNN face detectors: eyes, nose tip, mouth corners),
                 "track_id": int (video only)}],
      "error": str | null,                # why the image could not be processed
      "operating_point": {"name": str, "threshold": float} | null}   # how labels were decided ("fpr@1%", ...)

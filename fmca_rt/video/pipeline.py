@@ -137,7 +137,7 @@ class VideoPipeline:
     def _analyse(self, batch: list[Frame]) -> list[FrameResult]:
         detector = self.detector
         good = [f for f in batch if f.image is not None]
-        faces = {f.index: detector.detect_faces(f.image) for f in good}
+        faces = dict(zip([f.index for f in good], detector.detect_faces_batch([f.image for f in good])))
         crops = [c for f in good for c in crop_faces(f.image, faces[f.index], detector.crop_scale)]
         probs = iter(detector.classify_crops(crops).tolist())
         results = []
