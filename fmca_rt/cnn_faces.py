@@ -5,7 +5,8 @@
     faces = detector.detect(bgr)                                   # [Face(box, score, landmarks), ...]
     per_image = detector.detect_batch([bgr1, bgr2, ...])           # one backend call per canvas shape
 
-Each image is scaled so its long side is `input_size` (640 by default; never enlarged), placed at the
+Each image is scaled so its long side is `input_size` (the network's default, 768 px for RetinaFace, chosen
+on the comparison in benchmarks/RESULTS.md; never enlarged), placed at the
 top-left of a canvas whose sides are multiples of the network's stride (an engine's fixed square canvas
 on TensorRT) and padded with the network's mean colour; boxes and landmarks are mapped back to the image.
 """
@@ -22,9 +23,6 @@ from .errors import FaceDetectorError
 from .face_decode import Detections
 from .face_networks import DEFAULT_NETWORK, FaceNetwork, face_network
 from .faces import Face
-
-DEFAULT_INPUT_SIZE = 640
-
 
 @dataclass(frozen=True)
 class Letterbox:
@@ -72,13 +70,13 @@ class Letterbox:
 class CnnFaceDetector:
     """Runs a face network through a backend (`backends.face_network`) and decodes its outputs."""
 
-    def __init__(self, backend: Backend, input_size: int = DEFAULT_INPUT_SIZE, score_threshold: float | None = None,
+    def __init__(self, backend: Backend, input_size: int | None = None, score_threshold: float | None = None,
                  iou_threshold: float | None = None, max_batch: int = 8):
-        if input_size < 32:
+        if input_size is not None and input_size < 32:
             raise FaceDetectorError(f"The face detector's input size must be at least 32 pixels, not {input_size}.")
         self.backend = backend.activate()
         self.network: FaceNetwork = backend.network
-        self.input_size = input_size
+        self.input_size = input_size or self.network.input_size
         self.score_threshold = self.network.score_threshold if score_threshold is None else score_threshold
         self.iou_threshold = iou_threshold
         self.max_batch = max_batch

