@@ -67,6 +67,19 @@ class Letterbox:
         return sorted(faces, key=lambda face: -face.score)
 
 
+def canvas_blob(network: FaceNetwork, images: list[np.ndarray], boxes: list[Letterbox]) -> np.ndarray:
+    """B x 3 x H x W float32 canvases in the network's channel order, its mean subtracted (padding -> 0)."""
+    fill = network.mean if network.channels == "bgr" else network.mean[::-1]
+    canvases = [box.place(image, fill) for image, box in zip(images, boxes)]
+    return cv2.dnn.blobFromImages(canvases, 1.0, None, network.mean, network.channels == "rgb", False)
+
+
+def square_canvas_blob(network: FaceNetwork, images: list[np.ndarray], canvas: int) -> np.ndarray:
+    """The images letterboxed onto canvas x canvas squares (what a face engine takes)."""
+    return canvas_blob(network, images, [Letterbox.fit(image.shape, canvas, network.multiple, canvas)
+                                         for image in images])
+
+
 class CnnFaceDetector:
     """Runs a face network through a backend (`backends.face_network`) and decodes its outputs."""
 
@@ -110,19 +123,11 @@ class CnnFaceDetector:
             members = [i for i, box in enumerate(boxes) if box.canvas == canvas]
             for start in range(0, len(members), self.max_batch):
                 chunk = members[start:start + self.max_batch]
-                packed = self.backend.infer(self._blob([boxes[i].place(images[i], self._fill()) for i in chunk]))
+                packed = self.backend.infer(canvas_blob(self.network, [images[i] for i in chunk],
+                                                        [boxes[i] for i in chunk]))
                 for i, output in zip(chunk, packed):
                     results[i] = boxes[i].to_faces(self._decode(output, canvas), images[i].shape)
         return results
-
-    def _fill(self) -> tuple[float, float, float]:
-        mean = self.network.mean
-        return mean if self.network.channels == "bgr" else mean[::-1]
-
-    def _blob(self, canvases: list[np.ndarray]) -> np.ndarray:
-        """B x 3 x H x W float32 in the network's channel order, mean subtracted."""
-        swap = self.network.channels == "rgb"
-        return cv2.dnn.blobFromImages(canvases, 1.0, None, self.network.mean, swap, False)
 
     def _decode(self, packed: np.ndarray, canvas: tuple[int, int]) -> Detections:
         options = {} if self.iou_threshold is None else {"iou_threshold": self.iou_threshold}

@@ -75,6 +75,8 @@ class FaceNetwork:
         return data
 
     def _with_dynamic_shapes(self, path: Path) -> bytes:
+        """The file with symbolic input/output shapes, and its weights no longer listed as graph inputs
+        (which would keep ONNX Runtime from folding them into the convolutions)."""
         try:
             import onnx
             from onnx.tools.update_model_dims import update_inputs_outputs_dims
@@ -82,11 +84,13 @@ class FaceNetwork:
             raise FaceDetectorError(f"The {self.name} face network is saved for one input size; resizing it "
                                     "needs 'onnx': pip install onnx") from None
         model = onnx.load(str(path))
-        names = (self.input_name, *self.output_names)
-        inputs = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in model.graph.input}
-        inputs[self.input_name] = list(self.dynamic_shapes[0])
-        outputs = {name: list(shape) for name, shape in zip(names[1:], self.dynamic_shapes[1:])}
-        return update_inputs_outputs_dims(model, inputs, outputs).SerializeToString()
+        weights = {initializer.name for initializer in model.graph.initializer}
+        inputs = [value for value in model.graph.input if value.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
+        outputs = dict(zip(self.output_names, (list(shape) for shape in self.dynamic_shapes[1:])))
+        return update_inputs_outputs_dims(model, {self.input_name: list(self.dynamic_shapes[0])},
+                                          outputs).SerializeToString()
 
     def pack(self, outputs: list[np.ndarray]) -> np.ndarray:
         """The network's outputs (in `output_names` order) as one array, batch first."""
