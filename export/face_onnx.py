@@ -1,6 +1,6 @@
 """The face detector's network as an ONNX artifact for TensorRT: one packed output, a fixed square canvas.
 
-    python -m export.face_onnx [--network retinaface] [--canvas 768] --output fmca-faces.onnx
+    python -m export.face_onnx [--network centerface] [--canvas 480] --output fmca-faces.onnx
     python -m export.build_engine --onnx fmca-faces.onnx --fp16 --batch 1:4:8 --output fmca-faces.engine
     Detector("fmca.engine", faces="fmca-faces.engine")          # detection and classification on the GPU
 

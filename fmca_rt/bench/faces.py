@@ -25,7 +25,7 @@ from ..faces import Face, FaceDetector, HaarFaceDetector, YuNetFaceDetector
 from .face_scenes import PlacedFace, face_scenes, no_face_photos
 from .machine import load_average, machine_info
 
-DEFAULT_CNNS = ("retinaface", "retinaface:640", "centerface", "centerface:640")
+DEFAULT_CNNS = ("centerface", "centerface:640", "retinaface", "retinaface:640")
 CENTRE_TOLERANCE = 0.4
 SIZE_RANGE = (0.5, 2.0)
 
