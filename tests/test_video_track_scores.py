@@ -112,3 +112,36 @@ def test_bad_policies_are_one_sentence():
         ClassifyPolicy(every=0)
     with pytest.raises(FMCAError, match="must not be negative"):
         ClassifyPolicy(move=-1)
+
+
+def test_cli_refuses_classify_every_0_in_one_sentence(capsys, tmp_path):
+    from fmca_rt.cli import main
+
+    assert main(["video", str(tmp_path), "--model", str(tmp_path / "absent.onnx"), "--classify-every", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "fmca-rt: error: classify_every must be at least 1 frame, not 0."
+
+
+def test_pipeline_marks_fresh_scores_and_lists_tracks(tmp_path):
+    import json
+
+    from fmca_rt import Detector
+
+    from sdk_models import tiny_onnx
+    from test_sdk_video import moving_face_frames, write_video_folder
+
+    folder = write_video_folder(moving_face_frames(12), tmp_path / "frames")
+    with Detector(tiny_onnx(), threshold=0.9) as detector:  # far from the tiny model's P(fake): no margin rule
+        run = detector.stream(folder, classify=ClassifyPolicy(every=4), jsonl=tmp_path / "frames.jsonl")
+        results = list(run)
+        fresh_probs = detector.classify_crops(detector.crop_faces(moving_face_frames(1)[0], [results[0].faces[0].face]))
+    assert [r.faces[0].fresh for r in results] == [i % 4 == 0 for i in range(12)]
+    assert results[0].faces[0].fake_prob == pytest.approx(float(fresh_probs[0]), abs=1e-6)
+    assert all(r.faces[0].fake_prob == results[4 * (r.index // 4)].faces[0].fake_prob for r in results)
+    lines = [json.loads(line) for line in (tmp_path / "frames.jsonl").read_text().splitlines()]
+    assert [line["faces"][0]["fresh"] for line in lines] == [i % 4 == 0 for i in range(12)]
+    summary = run.summary
+    assert summary["classify"]["faces"] == 12 and summary["classify"]["classified"] == 3
+    (track,) = summary["tracks"]
+    assert track["frames"] == 12 and track["fresh_scores"] == 3
+    assert track["fake_prob"] == pytest.approx(np.mean([r.fake_prob for r in results]), abs=1e-6)
+    assert summary["fake_prob"] == pytest.approx(track["fake_prob"], abs=1e-5)
