@@ -78,6 +78,8 @@ class Detector:
 
     def detect_faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
         """Faces in each BGR image, batched for detectors that can (the CNN detectors)."""
+        if not images:
+            return []
         with self.latency.measure("detect", len(images)):
             return detect_batch(self.face_detector, list(images))
 
@@ -123,7 +125,7 @@ class Detector:
         return [next(predicted) if result is None else result for result in results]
 
     def _predict_loaded(self, loaded: list[tuple[np.ndarray, str]]) -> list[ImageResult]:
-        faces_per_image = self.detect_faces_batch([bgr for bgr, _ in loaded]) if loaded else []
+        faces_per_image = self.detect_faces_batch([bgr for bgr, _ in loaded])
         crops = [crop for (bgr, _), faces in zip(loaded, faces_per_image)
                  for crop in self.crop_faces(bgr, faces)]
         probs = iter(self.classify_crops(crops).tolist())
