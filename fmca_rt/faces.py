@@ -151,8 +151,8 @@ def make_face_detector(faces: str | FaceDetector | None, device: str | None = No
 def _default_face_detector(device: str | None) -> FaceDetector:
     from .cnn_faces import CnnFaceDetector
 
-    try:
-        return CnnFaceDetector.from_package(device=device)
+    try:  # on the CPU when asked; otherwise ONNX Runtime's CUDA provider where it has one, else the CPU
+        return CnnFaceDetector.from_package(device="cpu" if device == "cpu" else None)
     except FMCAError as error:
         log.warning("Using OpenCV's Haar cascade, which misses many faces (turned, small, dark): %s", error)
         return HaarFaceDetector()
