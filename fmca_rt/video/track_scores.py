@@ -14,7 +14,7 @@ Each track's verdict is the mean of its per-frame scores (fresh or carried).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -54,7 +54,8 @@ class TrackScores:
     last_frame: int = -1
     latest: Score | None = None  # the last fresh score asked for
     smoothed: float | None = None  # moving average of the fresh scores received
-    frame_scores: list = field(default_factory=list)  # the score of each frame the track was seen in
+    frames: int = 0  # frames the track was seen in
+    score_sum: float = 0.0  # of its per-frame scores (a running sum: live streams run for days)
     fresh: int = 0
 
     def receive(self, score: Score, prob: float, smoothing: float) -> None:
@@ -120,7 +121,7 @@ class PerTrackScoring:
         results: dict[int, tuple[list[FaceResult], list[float]]] = {index: ([], []) for index, _, _ in frames}
         for index, face, track, scores, score, fresh in rows:
             tracker.smooth(track, score.prob)
-            scores.frame_scores.append(score.prob)
+            scores.frames, scores.score_sum = scores.frames + 1, scores.score_sum + score.prob
             scores.last_frame, scores.fresh = index, scores.fresh + bool(fresh)
             face_results, smoothed = results[index]
             face_results.append(FaceResult(face, score.prob, detector.label_for(score.prob), track.track_id, bool(fresh)))
@@ -133,11 +134,11 @@ class PerTrackScoring:
         """The policy, how many faces were classified, and each track's verdict."""
         tracks = []
         for track in self.tracks.values():
-            if not track.frame_scores:
+            if not track.frames:
                 continue
-            prob = float(np.mean(track.frame_scores))
+            prob = track.score_sum / track.frames
             tracks.append({"track_id": track.track_id, "first_frame": track.first_frame,
-                           "last_frame": track.last_frame, "frames": len(track.frame_scores),
+                           "last_frame": track.last_frame, "frames": track.frames,
                            "fresh_scores": track.fresh, "fake_prob": round(prob, 6), "label": label_for(prob)})
         policy = self.policy
         return {"classify": {"every": policy.every, "grow": policy.grow, "move": policy.move, "margin": policy.margin,
