@@ -74,10 +74,11 @@ def run(model: str, backend: str, frames: int, rounds: int, threshold: float | s
             names = names[round_number % len(names):] + names[:round_number % len(names)]
             for name in names:
                 summaries[name].append(detectors[name].stream(video, classify=PIPELINES[name][1]).run())
+        threshold_used = next(iter(detectors.values())).threshold
         for detector in detectors.values():
             detector.close()
     result = {"machine": {**machine_info(), "load_average_before": load_before, "load_average_after": load_average()},
-              "model": model, "backend": backend, "threshold": detectors[name].threshold, "frames": frames,
+              "model": model, "backend": backend, "threshold": threshold_used, "frames": frames,
               "rounds": rounds, "pipelines": {}}
     today = every_frame = None
     for name, runs in summaries.items():
