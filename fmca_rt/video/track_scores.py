@@ -27,7 +27,7 @@ from ..results import FaceResult
 class ClassifyPolicy:
     every: int = 5
     grow: float = 0.2
-    move: float = 0.25
+    move: float = 0.5
     margin: float = 0.1
     smoothing: float = 0.5
 
