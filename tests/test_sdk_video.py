@@ -17,6 +17,7 @@ from fmca_rt.video.capture import Backoff, CaptureThread, Frame, FrameQueue
 from fmca_rt.video.readers import FrameReader, ReadResult
 from fmca_rt.video.sinks import open_frame_sink
 from fmca_rt.video.sources import gstreamer_pipeline, parse_source
+from fmca_rt.video.track_scores import ClassifyPolicy
 from fmca_rt.video.tracker import IoUTracker, iou_matrix
 
 from sdk_images import grace_hopper_bgr
@@ -222,7 +223,8 @@ def test_video_file_gives_one_result_per_frame_and_a_summary(detector, tmp_path)
 def test_frames_are_batched_across_frames(detector):
     calls_before = detector.latency.summary().get("infer", {}).get("calls", 0)
     images = moving_face_frames(8)
-    folder_run = detector.stream(write_video_folder(images), frame_batch=4, queue_size=8)
+    folder_run = detector.stream(write_video_folder(images), frame_batch=4, queue_size=8,
+                                 classify=ClassifyPolicy(every=1))  # every face on every frame
     time.sleep(0.5)  # let the capture thread fill the queue
     results = list(folder_run)
     infer = detector.latency.summary()["infer"]

@@ -105,8 +105,11 @@ class Backend:
         if real < smallest:  # a fixed-batch engine: pad with copies of the last item, drop their outputs
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], smallest - real, axis=0)])
         logits = np.asarray(self.infer_impl(np.ascontiguousarray(chunk)), dtype=np.float32)
-        expected = (len(chunk), len(self.metadata.class_names))
+        self._check_output(logits, len(chunk))
+        return logits[:real]
+
+    def _check_output(self, logits: np.ndarray, batch: int) -> None:
+        expected = (batch, len(self.metadata.class_names))
         if logits.shape != expected:
             raise BackendError(f"The {self.name} backend returned logits of shape {logits.shape}, "
                                f"expected {expected}.")
-        return logits[:real]

@@ -6,8 +6,11 @@
         print(frame.index, frame.fake_prob)
     print(run.summary)                    # video verdict: mean of frame scores; bad/dropped frames; latency
 
-A frame's score is the highest raw P(fake) over its faces; the video's is the mean over frames with a face
-(the standard video-level protocol). Labels drawn on faces use each track's smoothed score.
+A frame's score is the highest P(fake) over its faces; the video's is the mean over frames with a face
+(the standard video-level protocol). A tracked face is classified again only when the per-track policy asks
+(`track_scores.ClassifyPolicy`: every 5 frames, or sooner when its box changes or its score nears the
+threshold) and carries its last score otherwise; `classify=ClassifyPolicy(every=1)` classifies every face
+on every frame. Labels drawn on faces use each track's smoothed score; the summary lists each track's verdict.
 """
 
 from __future__ import annotations
@@ -19,13 +22,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import FMCAError, OutputError
-from ..faces import crop_faces
 from ..latency import LatencyStats
 from ..results import NO_FACE, FaceResult, draw_faces
 from .capture import Backoff, CaptureThread, Frame, FrameQueue
 from .readers import open_reader
 from .sinks import JsonLinesSink, open_frame_sink, write_json_atomically
 from .sources import parse_source
+from .track_scores import ClassifyPolicy, PerTrackScoring
 from .tracker import IoUTracker
 
 MAX_ERROR_EXAMPLES = 20
@@ -53,13 +56,15 @@ class FrameResult:
 class VideoPipeline:
     def __init__(self, detector, source, output=None, jsonl=None, summary=None, queue_size: int = 8,
                  frame_batch: int = 4, gstreamer: str = "auto", max_frames: int | None = None,
-                 backoff: Backoff = Backoff(), tracker: IoUTracker | None = None, drop_frames: bool | None = None):
+                 backoff: Backoff = Backoff(), tracker: IoUTracker | None = None, drop_frames: bool | None = None,
+                 classify: ClassifyPolicy | None = None):
         self.detector = detector
         self.source = parse_source(source)
         self.output, self.jsonl_path, self.summary_path = output, jsonl, summary
         self.frame_batch = max(1, frame_batch)
         self.max_frames = max_frames
         self.tracker = tracker or IoUTracker()
+        self.scoring = PerTrackScoring(classify)
         self.latency = LatencyStats()
         self.summary: dict | None = None
         self._gstreamer = gstreamer
@@ -135,23 +140,18 @@ class VideoPipeline:
         return batch
 
     def _analyse(self, batch: list[Frame]) -> list[FrameResult]:
-        detector = self.detector
         good = [f for f in batch if f.image is not None]
-        faces = {f.index: detector.detect_faces(f.image) for f in good}
-        crops = [c for f in good for c in crop_faces(f.image, faces[f.index], detector.crop_scale)]
-        probs = iter(detector.classify_crops(crops).tolist())
+        faces = self.detector.detect_faces_batch([f.image for f in good])
+        scored = self.scoring.score(self.detector, self.tracker,
+                                    [(f.index, f.image, found) for f, found in zip(good, faces)], self.latency)
         results = []
         for frame in batch:
             timestamp = self._timestamp(frame)
             if frame.image is None:
                 results.append(FrameResult(frame.index, timestamp, error=frame.error))
                 continue
-            frame_faces = [FaceResult(face, p, detector.label_for(p)) for face, p in zip(faces[frame.index], probs)]
-            with self.latency.measure("track"):
-                tracks = self.tracker.update([f.box for f in frame_faces], [f.fake_prob for f in frame_faces])
-            for face, track in zip(frame_faces, tracks):
-                face.track_id = track.track_id
-            results.append(FrameResult(frame.index, timestamp, frame_faces, smoothed=[t.smoothed for t in tracks]))
+            frame_faces, smoothed = scored[frame.index]
+            results.append(FrameResult(frame.index, timestamp, frame_faces, smoothed=smoothed))
         return results
 
     def _timestamp(self, frame: Frame) -> float | None:
@@ -190,5 +190,5 @@ class VideoPipeline:
             "reconnects": capture.reconnects, "capture_failure": capture.failure,
             "errors": stats["errors"], "wall_seconds": round(wall_seconds, 3),
             "fps": round((stats["processed"] + stats["bad"]) / wall_seconds, 2) if wall_seconds > 0 else None,
-            "latency_ms": latency,
+            "latency_ms": latency, **self.scoring.summary(self.detector.label_for),
         }
