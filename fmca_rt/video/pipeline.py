@@ -7,17 +7,21 @@
     print(run.summary)                    # video verdict: mean of frame scores; bad/dropped frames; latency
 
 A frame's score is the highest raw P(fake) over its faces; the video's is the mean over frames with a face
-(the standard video-level protocol). Labels drawn on faces use each track's smoothed score.
+(the standard video-level protocol). Labels drawn on faces use each track's smoothed score; the summary's
+verdict per track is the label of its mean raw score (with threshold="abstain" a track or the video is
+"uncertain" when its mean score falls in the band).
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..abstain import ABSTAIN
 from ..errors import FMCAError, OutputError
 from ..faces import crop_faces
 from ..latency import LatencyStats
@@ -91,7 +95,8 @@ class VideoPipeline:
             if isinstance(error, FMCAError):
                 raise
             raise OutputError(f"Cannot write results: {error}.") from None
-        self._stats = {"processed": 0, "with_faces": 0, "bad": 0, "frame_scores": [], "errors": []}
+        self._stats = {"processed": 0, "with_faces": 0, "bad": 0, "frame_scores": [], "errors": [],
+                       "track_scores": defaultdict(list)}
         started = self._started_at = time.perf_counter()
         self._capture.start()
         try:
@@ -173,6 +178,16 @@ class VideoPipeline:
         if result.faces:
             stats["with_faces"] += 1
             stats["frame_scores"].append(result.fake_prob)
+        for face in result.faces:
+            stats["track_scores"][face.track_id].append(face.fake_prob)
+
+    def _track_verdicts(self) -> list[dict]:
+        verdicts = []
+        for track_id, scores in sorted(self._stats["track_scores"].items()):
+            mean = float(np.mean(scores))
+            verdicts.append({"track_id": track_id, "frames": len(scores), "fake_prob": round(mean, 6),
+                             "label": self.detector.label_for(mean)})
+        return verdicts
 
     def _summarize(self, wall_seconds: float) -> dict:
         stats, capture = self._stats, self._capture
@@ -187,6 +202,9 @@ class VideoPipeline:
             "fake_prob": None if video_prob is None else round(video_prob, 6),
             "label": NO_FACE if video_prob is None else self.detector.label_for(video_prob),
             "threshold": self.detector.threshold, "operating_point": self.detector.operating_point.name,
+            **({"real_threshold": self.detector.operating_point.real_threshold}
+               if self.detector.operating_point.name == ABSTAIN else {}),
+            "tracks": self._track_verdicts(),
             "reconnects": capture.reconnects, "capture_failure": capture.failure,
             "errors": stats["errors"], "wall_seconds": round(wall_seconds, 3),
             "fps": round((stats["processed"] + stats["bad"]) / wall_seconds, 2) if wall_seconds > 0 else None,
