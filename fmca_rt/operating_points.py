@@ -41,6 +41,12 @@ def fpr_point_name(fpr: float) -> str:
     return f"fpr@{round(fpr * 100, 6):g}%"
 
 
+def target_fpr(name: str) -> float | None:
+    """The false-positive rate a point is named for, as a fraction ("fpr@1%" -> 0.01); None for other names."""
+    match = _FPR_NAME.match(name)
+    return float(match.group(1)) / 100 if match else None
+
+
 def canonical_point_name(name: str) -> str:
     """Spelling variants to the stored name: "FPR@1.0%" -> "fpr@1%", "best_accuracy" -> "best-accuracy"."""
     name = name.strip().lower().replace("_", "-")
@@ -59,6 +65,10 @@ class OperatingPoint:
 
     def label(self, fake_prob: float) -> str:
         return "fake" if fake_prob >= self.threshold else "real"
+
+    def labels(self, fake_probs: np.ndarray) -> np.ndarray:
+        """The label of each P(fake) in an array."""
+        return np.where(np.asarray(fake_probs, dtype=np.float64) >= self.threshold, "fake", "real")
 
     def describe(self) -> str:
         text = f"{self.name} (P(fake) >= {self.threshold:.4g}"
