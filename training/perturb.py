@@ -85,10 +85,16 @@ def parse_perturbations(text: str) -> list[Perturbation]:
     return parsed
 
 
-def _jpeg(rgb: np.ndarray, quality: float) -> np.ndarray:
-    ok, encoded = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+def jpeg_bytes(rgb: np.ndarray, quality: int) -> bytes:
+    """The JPEG file OpenCV writes for an RGB image at `quality`."""
+    ok, encoded = cv2.imencode(".jpg", np.ascontiguousarray(rgb[..., ::-1]), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise DataError(f"OpenCV could not JPEG-encode a {rgb.shape[1]}x{rgb.shape[0]} image.")
+    return encoded.tobytes()
+
+
+def _jpeg(rgb: np.ndarray, quality: float) -> np.ndarray:
+    encoded = np.frombuffer(jpeg_bytes(rgb, int(quality)), np.uint8)
     return np.ascontiguousarray(cv2.imdecode(encoded, cv2.IMREAD_COLOR)[..., ::-1])
 
 
