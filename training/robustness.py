@@ -154,7 +154,7 @@ def write_predictions(path: Path, dataset: FaceCropDataset, scores_by_condition:
         for index, item in enumerate(dataset.items):
             values = [scores_by_condition[c].get(index) for c in conditions]
             writer.writerow([item.sample.path, item.label, item.video,
-                             *("" if v is None else f"{v:.6f}" for v in values)])
+                             *("" if v is None else f"{v:.17g}" for v in values)])  # exact: thresholds re-apply
 
 
 def format_report(report: dict) -> str:
