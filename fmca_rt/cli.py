@@ -163,7 +163,8 @@ def run_video(args: argparse.Namespace) -> int:
     print(f"{args.source}: {verdict}")
     if summary["tracks"]:
         verdicts = Counter(track["label"] for track in summary["tracks"])
-        print(f"{len(summary['tracks'])} face tracks: " +
+        count = len(summary["tracks"])
+        print(f"{count} face track{'s' if count > 1 else ''}: " +
               ", ".join(f"{verdicts[label]} {label}" for label in ("fake", UNCERTAIN, "real") if label in verdicts))
     print(f"{summary['frames_read']} frames read, {summary['frames_analysed']} analysed, {summary['bad_frames']} bad "
           f"(skipped), {summary['dropped_frames']} dropped to keep up, {summary['reconnects']} reconnects, "

@@ -117,4 +117,4 @@ def test_a_video_and_its_tracks_are_uncertain_when_their_mean_score_is(models, t
     assert all(t["label"] == "uncertain" for t in summary["tracks"])
     assert cli_main(["video", str(folder), "--model", str(models["fake"]), "--threshold", "abstain", "-q"]) == 0
     printed = capsys.readouterr().out
-    assert ": fake (mean P(fake)" in printed and "face tracks: 1 fake" in printed
+    assert ": fake (mean P(fake)" in printed and "1 face track: 1 fake" in printed
