@@ -12,6 +12,7 @@ from collections import defaultdict
 import cv2
 import numpy as np
 import pytest
+from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from fmca_rt.abstain import AbstainBand
@@ -22,6 +23,7 @@ from training.checkpoint import read_checkpoint
 from training.demo_data import generate
 from training.evaluate import main as evaluate_main
 from training.model import FMCANet
+from training.robustness import rate_lower_bound
 
 from demo_model import demo_run
 
@@ -69,6 +71,30 @@ def read_scores(path):
     return rows, labels, scores
 
 
+def per_video(values, videos):
+    grouped = defaultdict(list)
+    for value, video in zip(values, videos):
+        grouped[video].append(value)
+    return grouped
+
+
+def test_lower_bounds_cover_the_true_rate():
+    """Clopper-Pearson for independent images, Hoeffding over videos when frames share a video: over many
+    draws with a known rate, the 95% lower bound stays below it at least 95% of the time."""
+    rng = np.random.default_rng(0)
+    covered = {"images": 0, "videos": 0}
+    for _ in range(2000):
+        errors = rng.random(200) < 0.1
+        covered["images"] += rate_lower_bound(errors, np.arange(200).astype(str)) <= 0.1
+        video_rate = rng.beta(1, 9, 50)  # rates vary by video; the mean rate is 0.1
+        frames = rng.random((50, 4)) < video_rate[:, None]
+        covered["videos"] += rate_lower_bound(frames.ravel(), np.repeat(np.arange(50), 4).astype(str)) <= 0.1
+    assert covered["images"] / 2000 >= 0.95 - 3 * np.sqrt(0.05 * 0.95 / 2000) and covered["videos"] / 2000 >= 0.95
+    errors = np.r_[np.ones(7, bool), np.zeros(93, bool)]
+    bound = rate_lower_bound(errors, np.arange(100).astype(str))
+    assert stats.binom.sf(6, 100, bound) == pytest.approx(0.05)  # P(7 or more errors at that rate) is 5%
+
+
 def video_auc(labels, scores, videos):
     grouped = defaultdict(list)
     for label, score, video in zip(labels, scores, videos):
@@ -93,6 +119,7 @@ def test_report_numbers_equal_a_direct_computation(demo, evaluated):
     rows, labels, scores = read_scores(out / "robustness_predictions.csv")
     calibration = Calibration.from_dict(read_checkpoint(demo / "calibrated.pth")["calibration"])
     real, fake = labels == 0, labels == 1
+    videos = np.array([r["video"] for r in rows])
     assert report["conditions"][0]["frame_auc"] == pytest.approx(json.loads((out / "report.json").read_text())
                                                                  ["frame"]["auc"], abs=1e-12)
     expected_failures = []
@@ -105,6 +132,8 @@ def test_report_numbers_equal_a_direct_computation(demo, evaluated):
         for entry, point in zip(row["points"], points):
             flagged = s >= point.threshold
             assert entry["tpr"] == pytest.approx(flagged[fake].mean()) and entry["fpr"] == pytest.approx(flagged[real].mean())
+            shares = [np.mean(v) for v in per_video(flagged[real], videos[real]).values()]  # 4 frames per video
+            assert entry["fpr_lower_95"] == pytest.approx(max(0, np.mean(shares) - np.sqrt(np.log(20) / (2 * 32))))
             target = {"fpr@10%": 0.1, "fpr@25%": 0.25, "abstain": 0.2}.get(point.name) or point.fpr
             assert entry["fpr_target"] == pytest.approx(target)
             holds = flagged[real].mean() <= target

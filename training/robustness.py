@@ -9,8 +9,9 @@ never calibrated) and the abstain band give their TPR (fakes labelled fake) and 
 the band also its miss rate and the share it leaves uncertain. A point "stops holding" when its FPR on the
 perturbed real images is above its target: the rate in its name for "fpr@1%", the band's fpr (and its miss
 rate above the band's miss target), and for "eer" and "best-accuracy" the FPR they had on the validation
-folder. Each FPR comes with the one-sided 95% Clopper-Pearson lower bound of the true rate: when even that
-is above the target, the excess is more than this folder's sampling noise.
+folder. Each FPR comes with a one-sided 95% lower confidence bound of the true rate (per video when
+videos have several images: see `rate_lower_bound`): when even that is above the target, the excess is more
+than this folder's sampling noise.
 
 Writes robustness.json, robustness.png (AUC, TPR and FPR per condition in one figure) and
 robustness_predictions.csv (calibrated P(fake) of every image under every condition).
@@ -63,26 +64,39 @@ def decision_points(calibration: Calibration) -> list[OperatingPoint | AbstainBa
     return points + ([calibration.abstain] if calibration.abstain is not None else [])
 
 
-def fpr_lower_bound(errors: int, count: int, level: float = 0.95) -> float:
-    """One-sided Clopper-Pearson lower confidence bound of a rate seen as errors / count."""
+def rate_lower_bound(errors: np.ndarray, videos: np.ndarray, level: float = 0.95) -> float | None:
+    """A one-sided lower confidence bound of the rate of `errors` (booleans, one per image).
+
+    Images of one video are not independent, so when some video has several images the unit is the video:
+    Hoeffding's bound on the mean of the per-video error shares (valid for any [0, 1] values, loose). When
+    every image is its own video, the exact Clopper-Pearson bound of a binomial count.
+    """
     from scipy.stats import beta
 
-    return 0.0 if errors == 0 else float(beta.ppf(1 - level, errors, count - errors + 1))
+    if errors.size == 0:
+        return None
+    _, video_index = np.unique(videos, return_inverse=True)
+    if video_index.max() + 1 == errors.size:
+        count = int(errors.sum())
+        return 0.0 if count == 0 else float(beta.ppf(1 - level, count, errors.size - count + 1))
+    shares = np.bincount(video_index, errors.astype(np.float64)) / np.bincount(video_index)
+    return max(0.0, float(shares.mean() - np.sqrt(np.log(1 / (1 - level)) / (2 * shares.size))))
 
 
-def point_rates(point: OperatingPoint | AbstainBand, is_fake: np.ndarray, scores: np.ndarray) -> dict:
+def point_rates(point: OperatingPoint | AbstainBand, is_fake: np.ndarray, scores: np.ndarray,
+                videos: np.ndarray) -> dict:
     labels = point.labels(scores)
     real, fake = is_fake == 0, is_fake == 1
-    false_positives = int((labels[real] == "fake").sum())
+    false_positive = labels[real] == "fake"
     entry = {"name": point.name, "threshold": point.threshold,
              "tpr": float((labels[fake] == "fake").mean()) if fake.any() else None,
-             "fpr": false_positives / int(real.sum()) if real.any() else None,
-             "fpr_lower_95": fpr_lower_bound(false_positives, int(real.sum())) if real.any() else None}
+             "fpr": float(false_positive.mean()) if real.any() else None,
+             "fpr_lower_95": rate_lower_bound(false_positive, videos[real])}
     if isinstance(point, AbstainBand):
-        misses = int((labels[fake] == "real").sum())
+        missed = labels[fake] == "real"
         entry.update(real_threshold=point.real_threshold, fpr_target=point.fpr_target, target_from="band",
-                     miss_rate=misses / int(fake.sum()) if fake.any() else None,
-                     miss_lower_95=fpr_lower_bound(misses, int(fake.sum())) if fake.any() else None,
+                     miss_rate=float(missed.mean()) if fake.any() else None,
+                     miss_lower_95=rate_lower_bound(missed, videos[fake]),
                      miss_target=point.miss_target, uncertain=float((labels == UNCERTAIN).mean()))
     elif target_fpr(point.name) is not None:
         entry.update(fpr_target=target_fpr(point.name), target_from="name")
@@ -99,10 +113,12 @@ def condition_row(name: str, dataset: FaceCropDataset, predictions: dict, calibr
     """(the report's row for one condition, calibrated P(fake) in prediction order)."""
     scores = calibration.fake_probability(predictions["logits"], fake_index)
     labels = predictions["labels"]
-    metrics = compute_metrics(labels, scores, videos=[dataset.items[i].video for i in predictions["indices"]])
-    row = {"condition": name, "images": int(labels.size), "unreadable": len(predictions["unreadable"]),
+    videos = np.array([dataset.items[i].video for i in predictions["indices"]], dtype=str)
+    metrics = compute_metrics(labels, scores, videos=videos.tolist())
+    row = {"condition": name, "images": int(labels.size), "videos": int(np.unique(videos).size),
+           "unreadable": len(predictions["unreadable"]),
            "frame_auc": metrics["frame"]["auc"], "video_auc": metrics["video"]["auc"],
-           "points": [point_rates(p, labels, scores) for p in points]}
+           "points": [point_rates(p, labels, scores, videos) for p in points]}
     return row, scores
 
 
