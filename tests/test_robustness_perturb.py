@@ -69,6 +69,20 @@ def test_h264_frames_differ_from_the_originals_by_a_bounded_amount(face):
     assert cv2.PSNR(mixed[1], face) > 30
 
 
+def test_h264_gives_the_same_frames_whatever_ran_before(face):
+    """libx264's assembly made the output depend on the process's earlier work; the condition must not."""
+    pytest.importorskip("av", reason="PyAV (pip install av) carries the libx264 encoder the h264 condition uses")
+    rng = np.random.default_rng(0)
+    videos = [[np.ascontiguousarray(np.roll(face, rng.integers(-20, 20, 2), axis=(0, 1))) for _ in range(4)]
+              for _ in range(8)]
+    first = [Perturbation("h264", 28).apply(video) for video in videos]
+    for crf in (35, 18):  # other work in between
+        for video in videos[::-1]:
+            Perturbation("h264", crf).apply([frame[: 150 + crf] for frame in video])
+    again = [Perturbation("h264", 28).apply(video) for video in videos]
+    assert all(np.array_equal(a, b) for x, y in zip(first, again) for a, b in zip(x, y))
+
+
 def test_h264_without_pyav_is_one_sentence(monkeypatch):
     real_import = builtins.__import__
 

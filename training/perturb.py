@@ -8,7 +8,9 @@ Each condition maps the frames of one video (RGB uint8, in frame order) to the d
                preprocessing then resizes it to its input like any image, so detail finer than F is gone
 - `blur:S`     Gaussian blur with a standard deviation of S pixels (kernel 2 * ceil(3S) + 1, reflected edges)
 - `h264:CRF`   the video's frames encoded by libx264 at constant rate factor CRF (preset medium, yuv420p,
-               25 frames/s, so later frames are predicted from earlier ones) and decoded, through PyAV.
+               25 frames/s, later frames predicted from earlier ones; one thread and x264's C code, not its
+               assembly, so that results reproduce) and decoded, through PyAV; OpenCV converts RGB to YUV
+               and back (BT.601).
                OpenCV's PyPI wheels have no software H.264 encoder (only FFmpeg's V4L2 hardware one) and
                their writer cannot set a rate factor; PyAV's wheels bundle FFmpeg with libx264. Frames of
                other sizes are padded (edges replicated) to the video's largest size, rounded up to even
@@ -17,9 +19,9 @@ Each condition maps the frames of one video (RGB uint8, in frame order) to the d
 
 from __future__ import annotations
 
-import io
 import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import cv2
 import numpy as np
@@ -127,23 +129,31 @@ def _h264_codec():
 
 
 def h264_round_trip(frames: list[np.ndarray], crf: int) -> list[np.ndarray]:
-    """Encode RGB frames as one H.264 video at rate factor `crf` with libx264, decode them, crop each back."""
+    """Encode RGB frames as one H.264 stream at rate factor `crf` with libx264, decode them, crop each back."""
     av = _h264_codec()
     height = max(f.shape[0] for f in frames) + max(f.shape[0] for f in frames) % 2
     width = max(f.shape[1] for f in frames) + max(f.shape[1] for f in frames) % 2
-    buffer = io.BytesIO()
+    # Reproducible output: libx264's assembly, and its threads, made the bitstream change from run to run
+    # here (it depended on what the process had done before), so it runs its C code on one thread; bare
+    # codec contexts, explicit timestamps, and OpenCV converting RGB <-> YUV 4:2:0 (BT.601) both ways (PyAV's
+    # rgb24 arrays can be views of frames already released).
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = width, height, "yuv420p"
+    encoder.time_base, encoder.framerate = Fraction(1, H264_FRAME_RATE), Fraction(H264_FRAME_RATE)
+    encoder.options = {"crf": str(crf), "preset": "medium", "threads": "1",
+                       "x264-params": "asm=0:sync-lookahead=0:lookahead-threads=1"}
+    decoder = av.CodecContext.create("h264", "r")
     try:
-        with av.open(buffer, mode="w", format="mp4") as container:
-            stream = container.add_stream("libx264", rate=H264_FRAME_RATE, options={"crf": str(crf), "preset": "medium"})
-            stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-            for rgb in frames:
-                padded = cv2.copyMakeBorder(np.ascontiguousarray(rgb), 0, height - rgb.shape[0], 0,
-                                            width - rgb.shape[1], cv2.BORDER_REPLICATE)
-                container.mux(stream.encode(av.VideoFrame.from_ndarray(padded, format="rgb24")))
-            container.mux(stream.encode())  # flush the frames the encoder holds back
-        buffer.seek(0)
-        with av.open(buffer, mode="r") as container:
-            decoded = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+        packets = []
+        for index, rgb in enumerate(frames):
+            padded = cv2.copyMakeBorder(np.ascontiguousarray(rgb), 0, height - rgb.shape[0], 0, width - rgb.shape[1],
+                                        cv2.BORDER_REPLICATE)
+            frame = av.VideoFrame.from_ndarray(cv2.cvtColor(padded, cv2.COLOR_RGB2YUV_I420), format="yuv420p")
+            frame.pts = index
+            packets.extend(encoder.encode(frame))
+        packets.extend(encoder.encode(None))  # the frames the encoder held back
+        decoded = [cv2.cvtColor(frame.to_ndarray(format="yuv420p"), cv2.COLOR_YUV2RGB_I420)
+                   for packet in [*packets, None] for frame in decoder.decode(packet)]
     except av.FFmpegError as error:
         raise DataError(f"FFmpeg could not H.264-encode {len(frames)} frames of {width}x{height}: {error}.") from None
     if len(decoded) != len(frames):
