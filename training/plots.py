@@ -76,8 +76,8 @@ def plot_robustness(report: dict, path: str | Path) -> Path:
     conditions = [row["condition"] for row in rows]
     names = [p["name"] for p in rows[0]["points"]]
     positions = np.arange(len(conditions))
-    figure = Figure(figsize=(max(10, 1.1 * len(conditions) * 3), 4))
-    auc_axes, tpr_axes, fpr_axes = figure.subplots(1, 3)
+    figure = Figure(figsize=(max(7.0, 0.9 * len(conditions) + 2.5), 9.5))
+    auc_axes, tpr_axes, fpr_axes = figure.subplots(3, 1, sharex=True)
     width = 0.8 / 2
     for offset, key, label in ((0, "frame_auc", "frame AUC"), (1, "video_auc", "video AUC")):
         values = [np.nan if row[key] is None else row[key] for row in rows]
@@ -97,8 +97,8 @@ def plot_robustness(report: dict, path: str | Path) -> Path:
     tpr_axes.set_ylim(0, 1)
     tpr_axes.set_title("TPR (fakes labelled fake)")
     fpr_axes.set_title("FPR (reals labelled fake); dashed: target")
+    fpr_axes.set_xticks(positions, labels=conditions, rotation=30, ha="right")
     for axes in (auc_axes, tpr_axes, fpr_axes):
-        axes.set_xticks(positions, labels=conditions, rotation=45, ha="right")
         axes.grid(axis="y", alpha=0.3)
-        axes.legend(fontsize="small")
+        axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     return _save(figure, Path(path))
