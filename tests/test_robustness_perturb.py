@@ -48,6 +48,9 @@ def test_resize_scales_the_image_by_area_averaging(face):
     assert half.shape == (112, 112, 3)
     block_means = face.reshape(112, 2, 112, 2, 3).astype(np.float64).mean(axis=(1, 3))
     assert np.abs(half - block_means).max() <= 0.5 + 1e-9  # each pixel is its 2 x 2 block's mean, rounded
+    quarter = Perturbation("resize", 0.25).apply([face])[0]
+    block_means = face.reshape(56, 4, 56, 4, 3).astype(np.float64).mean(axis=(1, 3))
+    assert np.abs(quarter - block_means).max() <= 0.5 + 1e-9  # area averaging, not sampling
     assert Perturbation("resize", 0.3).apply([face[:101, :77]])[0].shape == (30, 23, 3)
     assert laplacian_energy(cv2.resize(half, (224, 224))) < laplacian_energy(face) / 2
 
@@ -66,7 +69,7 @@ def test_h264_frames_differ_from_the_originals_by_a_bounded_amount(face):
     # Frames of other sizes (odd ones too) come back at their own size, after sharing one padded video.
     mixed = Perturbation("h264", 23).apply([face[:101, :77], face, face[:64, :200]])
     assert [m.shape for m in mixed] == [(101, 77, 3), (224, 224, 3), (64, 200, 3)]
-    assert cv2.PSNR(mixed[1], face) > 30
+    assert min(cv2.PSNR(m, original) for m, original in zip(mixed, [face[:101, :77], face, face[:64, :200]])) > 28
 
 
 def test_h264_gives_the_same_frames_whatever_ran_before(face):
