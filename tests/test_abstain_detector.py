@@ -114,6 +114,8 @@ def test_a_video_and_its_tracks_are_uncertain_when_their_mean_score_is(models, t
             track_scores.setdefault(face.track_id, []).append(face.fake_prob)
     assert [(t["track_id"], t["frames"]) for t in summary["tracks"]] == [(k, len(v)) for k, v in
                                                                          sorted(track_scores.items())]
+    assert [t["fake_prob"] for t in summary["tracks"]] == pytest.approx(
+        [np.mean(v) for _, v in sorted(track_scores.items())], abs=1e-6)
     assert all(t["label"] == "uncertain" for t in summary["tracks"])
     assert cli_main(["video", str(folder), "--model", str(models["fake"]), "--threshold", "abstain", "-q"]) == 0
     printed = capsys.readouterr().out
