@@ -8,8 +8,8 @@ temperature gives the frame and video AUC, and each stored operating point (argm
 never calibrated) and the abstain band give their TPR (fakes labelled fake) and FPR (reals labelled fake),
 the band also its miss rate and the share it leaves uncertain. A point "stops holding" when its FPR on the
 perturbed real images is above its target: the rate in its name for "fpr@1%", the band's fpr (and its miss
-rate above the band's miss target), and for "eer" and "best-accuracy" the FPR they had on the validation
-folder. Each FPR comes with a one-sided 95% lower confidence bound of the true rate (per video when
+rate above the band's miss target), and for "eer" and "best-accuracy" the FPR they had on the folder they
+were calibrated on. Each FPR comes with a one-sided 95% lower confidence bound of the true rate (per video when
 videos have several images: see `rate_lower_bound`): when even that is above the target, the excess is more
 than this folder's sampling noise.
 
