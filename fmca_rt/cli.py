@@ -6,7 +6,9 @@
 
 Each command is an entry in COMMANDS: a function adding its options and one running it. Exit status: 0 when
 everything was processed, 1 when some input was bad (reported and skipped; the rest completed) or a stream
-was lost, 2 for a usage error or a model/source that cannot be opened, 130 when interrupted.
+was lost, 2 for a usage error or a model/source that cannot be opened, 130 when interrupted. Verdicts never
+change it: with `--threshold abstain` the summary line counts the "uncertain" images (and video tracks), and
+the JSON has each label, but a run that labelled everything "uncertain" still exits 0.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from .abstain import ABSTAIN, UNCERTAIN
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
 from .serve.command import add_serve_arguments, run_serve
@@ -35,8 +38,9 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
                             "retinaface, centerface, haar, none (inputs are face crops), a face detector .engine "
                             "or a YuNet .onnx file")
     group.add_argument("--threshold", type=threshold_argument, default=None,
-                       help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...) or the "
-                            "P(fake) at or above which a face is fake (default: argmax, 0.5)")
+                       help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...), abstain "
+                            "(its abstain band: fake, real or uncertain) or the P(fake) at or above which a face is "
+                            "fake (default: argmax, 0.5)")
     group.add_argument("--batch-size", type=int, default=8, help="face crops per backend call")
 
 
@@ -97,7 +101,7 @@ def run_predict(args: argparse.Namespace) -> int:
     if not paths:
         raise FMCAError(f"No images found in {' '.join(args.paths)}.")
     detector = make_detector(args)
-    records, errors, fakes, with_faces, stems_used = [], 0, 0, 0, Counter()
+    records, errors, with_faces, labels, stems_used = [], 0, 0, Counter(), Counter()
     bar = progress(total=len(paths), desc="images", enabled=not args.quiet)
     try:
         for start in range(0, len(paths), IMAGE_CHUNK):
@@ -105,7 +109,7 @@ def run_predict(args: argparse.Namespace) -> int:
                 records.append(result.to_dict())
                 errors += not result.ok
                 with_faces += bool(result.faces)
-                fakes += result.label == "fake"
+                labels[result.label] += 1
                 line = (f"{result.source}: error: {result.error}" if not result.ok else
                         f"{result.source}: {result.label}" + ("" if result.fake_prob is None else
                                                               f" P(fake)={result.fake_prob:.3f} faces={len(result.faces)}"))
@@ -120,7 +124,8 @@ def run_predict(args: argparse.Namespace) -> int:
         bar.close()
         if args.json:
             write_json_atomically(args.json, records)
-    print(f"{len(paths)} images: {with_faces} with faces, {fakes} fake, {errors} unreadable "
+    uncertain = f"{labels[UNCERTAIN]} uncertain, " if detector.operating_point.name == ABSTAIN else ""
+    print(f"{len(paths)} images: {with_faces} with faces, {labels['fake']} fake, {uncertain}{errors} unreadable "
           f"(operating point {detector.operating_point.describe()}).")
     print(detector.latency.table(f"latency per call, backend {detector.backend.describe()}"))
     return 1 if errors else 0
@@ -164,6 +169,11 @@ def run_video(args: argparse.Namespace) -> int:
     verdict = "no face found" if summary["fake_prob"] is None else \
         f"{summary['label']} (mean P(fake) over {summary['frames_with_faces']} frames with faces: {summary['fake_prob']:.3f})"
     print(f"{args.source}: {verdict}")
+    if summary["tracks"]:
+        verdicts = Counter(track["label"] for track in summary["tracks"])
+        count = len(summary["tracks"])
+        print(f"{count} face track{'s' if count > 1 else ''}: " +
+              ", ".join(f"{verdicts[label]} {label}" for label in ("fake", UNCERTAIN, "real") if label in verdicts))
     print(f"{summary['frames_read']} frames read, {summary['frames_analysed']} analysed, {summary['bad_frames']} bad "
           f"(skipped), {summary['dropped_frames']} dropped to keep up, {summary['reconnects']} reconnects, "
           f"{summary['fps']} frames/s")

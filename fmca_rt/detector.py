@@ -13,6 +13,7 @@ its temperature and named operating points when it was calibrated (`python -m tr
     detector = Detector("fmca.onnx", threshold="fpr@1%")   # or "eer", "best-accuracy", a number, None (argmax)
     result = detector.predict("photo.jpg")
     print(result.operating_point)                          # fpr@1% (P(fake) >= 0.83; validation TPR ... )
+    detector = Detector("fmca.onnx", threshold="abstain")  # "fake", "real" or "uncertain" (send to a person)
     for explanation in result.explain():                   # why: a heat map per face
         explanation.save("why.png")
 """
@@ -40,7 +41,8 @@ from .results import FaceResult, ImageResult
 class Detector:
     """Face-forgery detection with any backend. `threshold` turns calibrated P(fake) into the "fake" label:
     a named operating point stored with the model ("eer", "fpr@1%", "best-accuracy"), a P(fake) in [0, 1],
-    or None for argmax (0.5); `batch_size` bounds how many face crops go to the backend at once."""
+    None for argmax (0.5), or "abstain" for the model's abstain band ("uncertain" between its two thresholds;
+    fmca_rt.abstain); `batch_size` bounds how many face crops go to the backend at once."""
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
                  threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
@@ -101,7 +103,8 @@ class Detector:
         return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
     def label_for(self, fake_prob: float) -> str:
-        return "fake" if fake_prob >= self.threshold else "real"
+        """ "fake" or "real" by the operating point; also "uncertain" with threshold="abstain"."""
+        return self.operating_point.label(fake_prob)
 
     # ---- images -------------------------------------------------------------------------------------------
     def predict(self, image) -> ImageResult:

@@ -4,13 +4,16 @@ JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writ
 
     {"source": str, "width": int, "height": int,
      "fake_prob": float | null,          # the highest over faces; null when no face was found
-     "label": "real" | "fake" | "no face" | "error",
+     "label": "real" | "fake" | "uncertain" | "no face" | "error",   # the label of the face with the highest P(fake)
      "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
                 "landmarks": [[x, y] x 5] (CNN face detectors: eyes, nose tip, mouth corners),
                 "track_id": int, "fresh": bool (video only: classified on this frame, or the track's
                                                    last score carried)}],
      "error": str | null,                # why the image could not be processed
      "operating_point": {"name": str, "threshold": float} | null}   # how labels were decided ("fpr@1%", ...)
+
+"uncertain" comes only with the abstain band (threshold="abstain"), whose operating point also has
+"real_threshold": P(fake) at or above "threshold" is fake, at or below "real_threshold" real, between uncertain.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from .abstain import UNCERTAIN, AbstainBand
 from .faces import Face
 from .operating_points import OperatingPoint
 
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
 
 NO_FACE = "no face"
 ERROR = "error"
-_COLORS = {"real": (60, 180, 60), "fake": (40, 40, 220)}  # BGR
+_COLORS = {"real": (60, 180, 60), "fake": (40, 40, 220), UNCERTAIN: (0, 165, 255)}  # BGR; uncertain is amber
 
 
 @dataclass
@@ -67,7 +71,7 @@ class ImageResult:
     faces: list[FaceResult] = field(default_factory=list)
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the BGR image, kept for plot() and explain()
-    operating_point: OperatingPoint | None = None  # the threshold that decided the labels, and its name
+    operating_point: OperatingPoint | AbstainBand | None = None  # the threshold(s) that decided the labels
     detector: Detector | None = field(default=None, repr=False, compare=False)  # the one that made it, for explain()
 
     @property
@@ -91,8 +95,7 @@ class ImageResult:
         return {"source": self.source, "width": self.width, "height": self.height,
                 "fake_prob": None if fake_prob is None else round(float(fake_prob), 6), "label": self.label,
                 "faces": [f.to_dict() for f in self.faces], "error": self.error,
-                "operating_point": None if self.operating_point is None else
-                {"name": self.operating_point.name, "threshold": self.operating_point.threshold}}
+                "operating_point": None if self.operating_point is None else self.operating_point.summary_dict()}
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)

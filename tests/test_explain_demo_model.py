@@ -1,7 +1,7 @@
 """Issue 10's acceptance on a demo model: its occlusion map of a self-blended fake lies in the blended region.
 
-A small demo model is trained here (`make demo`'s recipe at 112 px on 128 images per class: under a minute
-on two cores). Its fakes are self-blends whose source is sharpened, the kind of evidence a blur fill removes;
+A small demo model is trained once per session (tests/demo_model.py: `make demo`'s recipe at 112 px on 128
+images per class, under a minute on two cores). Its fakes are self-blends whose source is sharpened, the kind of evidence a blur fill removes;
 fakes whose evidence is a color cast or missing detail are flagged by comparison with the rest of the face,
 which an occlusion map cannot localize (README, "Operating points and explanations").
 """
@@ -11,18 +11,15 @@ import json
 import numpy as np
 import pytest
 
-from training.demo_data import generate
 from training.explanation_check import check_face, real_faces
 from training.model import FMCANet
-from training.train import TrainOptions, train
+
+from demo_model import demo_run as trained_demo_run
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    generate(root / "data", count=128, size=112, seed=0)
-    train(TrainOptions(data=str(root / "data"), out=str(root / "run"), preset="tiny", image_size=112, epochs=20))
-    return root
+def demo_run():
+    return trained_demo_run()
 
 
 def test_occlusion_heat_of_sharpened_self_blends_lies_in_the_blended_region(demo_run):

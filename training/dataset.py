@@ -100,7 +100,7 @@ class FaceCropDataset(Dataset):
         unreadable = []
         for attempt in range(min(len(self.items), MAX_CONSECUTIVE_UNREADABLE)):
             position = (index + attempt) % len(self.items)
-            rgb = read_rgb(self.items[position].sample.path)
+            rgb = self.read_image(position)
             if rgb is not None:
                 break
             unreadable.append(str(self.items[position].sample.path))
@@ -112,6 +112,10 @@ class FaceCropDataset(Dataset):
         item = self.items[position]
         pixels = self._pixels(rgb, item, np.random.default_rng([self.seed, self.epoch, index]))
         return {"pixels": torch.from_numpy(pixels), "label": item.label, "index": index, "unreadable": unreadable}
+
+    def read_image(self, position: int) -> np.ndarray | None:
+        """The item's image as RGB uint8, None when unreadable; subclasses may alter it (training.robustness)."""
+        return read_rgb(self.items[position].sample.path)
 
     def _pixels(self, rgb: np.ndarray, item: Item, rng: np.random.Generator) -> np.ndarray:
         config = self.config

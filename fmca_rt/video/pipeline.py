@@ -10,7 +10,9 @@ A frame's score is the highest P(fake) over its faces; the video's is the mean o
 (the standard video-level protocol). A tracked face is classified again only when the per-track policy asks
 (`track_scores.ClassifyPolicy`: every 5 frames, or sooner when its box changes or its score nears the
 threshold) and carries its last score otherwise; `classify=ClassifyPolicy(every=1)` classifies every face
-on every frame. Labels drawn on faces use each track's smoothed score; the summary lists each track's verdict.
+on every frame. Labels drawn on faces use each track's smoothed score; the summary's verdict per track is the
+label of its mean score (with threshold="abstain" a track or the video is "uncertain" when its mean score falls
+in the band).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..abstain import ABSTAIN
 from ..errors import FMCAError, OutputError
 from ..latency import LatencyStats
 from ..results import NO_FACE, FaceResult, draw_faces
@@ -187,6 +190,8 @@ class VideoPipeline:
             "fake_prob": None if video_prob is None else round(video_prob, 6),
             "label": NO_FACE if video_prob is None else self.detector.label_for(video_prob),
             "threshold": self.detector.threshold, "operating_point": self.detector.operating_point.name,
+            **({"real_threshold": self.detector.operating_point.real_threshold}
+               if self.detector.operating_point.name == ABSTAIN else {}),
             "reconnects": capture.reconnects, "capture_failure": capture.failure,
             "errors": stats["errors"], "wall_seconds": round(wall_seconds, 3),
             "fps": round((stats["processed"] + stats["bad"]) / wall_seconds, 2) if wall_seconds > 0 else None,
