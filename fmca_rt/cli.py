@@ -20,7 +20,7 @@ from pathlib import Path
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
 from .serve.command import add_serve_arguments, run_serve
-from .video.capture import Backoff
+from .video.capture import add_reconnect_arguments, backoff_from_arguments
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
 
@@ -135,20 +135,14 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queue-size", type=int, default=8, help="frames buffered between capture and model")
     parser.add_argument("--gstreamer", choices=["auto", "always", "never"], default="auto",
                         help="use GStreamer pipelines (hardware decode on Jetson) when OpenCV has GStreamer")
-    group = parser.add_argument_group("lost network streams (rtsp://, http://)")
-    group.add_argument("--reconnect-attempts", type=int, default=Backoff.attempts, metavar="N",
-                       help="reconnection attempts in a row before the run ends with status 1 (default %(default)s)")
-    group.add_argument("--reconnect-delay", type=float, default=Backoff.first, metavar="SECONDS",
-                       help=f"wait before the first attempt, doubling up to {Backoff.longest:g} s (default %(default)s)")
+    add_reconnect_arguments(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
 
 def run_video(args: argparse.Namespace) -> int:
     from .progress import progress
 
-    if args.reconnect_attempts < 0 or not args.reconnect_delay > 0:
-        raise FMCAError("--reconnect-attempts must be 0 or more and --reconnect-delay a positive number of seconds.")
-    backoff = Backoff(first=args.reconnect_delay, attempts=args.reconnect_attempts)
+    backoff = backoff_from_arguments(args)
     detector = make_detector(args)
     run = detector.stream(args.source, output=args.output, jsonl=args.jsonl, summary=args.summary,
                           queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames,

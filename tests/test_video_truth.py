@@ -207,3 +207,10 @@ def test_the_command_line_exits_1_when_the_camera_stays_dead(demo_onnx, camera_f
     out, err = capsys.readouterr()
     assert status == 1 and "2 reconnection attempts failed" in err and f"{camera.url}: " in out
     assert len(camera.connections) == 3
+
+
+@pytest.mark.parametrize("option, value", [("--reconnect-attempts", "-1"), ("--reconnect-delay", "0")])
+def test_reconnect_options_out_of_range_are_one_sentence(option, value, tmp_path, capsys):
+    assert cli_main(["video", "http://127.0.0.1:1/camera.mjpg", "--model", str(tmp_path / "m.onnx"), option, value]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "fmca-rt: error: --reconnect-attempts must be 0 or more and --reconnect-delay a positive number of seconds."]
