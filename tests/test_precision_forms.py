@@ -89,6 +89,13 @@ def static_int8(demo_model, demo_onnx, held_out, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def cpu_mode(demo_onnx, tmp_path_factory):
+    """A new CPU-mode backend of the model on each call, all sharing one INT8 cache (quantized once)."""
+    cache = tmp_path_factory.mktemp("cpu-cache")
+    return lambda: CpuBackend(demo_onnx, cache_dir=cache)
+
+
+@pytest.fixture(scope="module")
 def fp16_graph(demo_onnx, tmp_path_factory):
     """The mixed-precision FP16 graph `python -m export.trt_precheck --fp16` runs (TensorRT 11's strongly typed form)."""
     metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(demo_onnx)).metadata_props})
@@ -103,16 +110,16 @@ def test_the_trained_model_spans_zero_to_one_and_separates_held_out_fakes(refere
 
 @pytest.mark.parametrize("form", ["torch", "onnxruntime", "cpu", "int8-static", "fp16-graph"])
 def test_reduced_precision_form_ranks_and_scores_like_float32(form, demo_model, demo_onnx, static_int8, fp16_graph,
-                                                              reference, held_out, tmp_path):
-    model = {"torch": demo_model.checkpoint, "onnxruntime": demo_onnx, "cpu": CpuBackend(demo_onnx, cache_dir=tmp_path),
+                                                              cpu_mode, reference, held_out):
+    model = {"torch": demo_model.checkpoint, "onnxruntime": demo_onnx, "cpu": cpu_mode(),
              "int8-static": static_int8[0], "fp16-graph": fp16_graph}[form]
     candidate = detector_fake_probability(model, held_out.crops)
     assert disagreements(reference, candidate, held_out.labels, MAX_DELTA[form], form) == []
 
 
-def test_the_cpu_mode_meets_its_bound_whatever_its_batch(demo_onnx, reference, held_out, tmp_path):
+def test_the_cpu_mode_meets_its_bound_whatever_its_batch(cpu_mode, reference, held_out):
     """The CPU mode quantizes activations per call, so a face's P(fake) depends a little on its batch."""
-    with Detector(CpuBackend(demo_onnx, cache_dir=tmp_path), faces="none") as detector:
+    with Detector(cpu_mode(), faces="none") as detector:
         meta = detector.metadata
         pixels = preprocess(held_out.crops, meta.image_size, meta.mean, meta.std, meta.preprocessing)
         alone = np.concatenate([detector.classify_crops([crop]) for crop in held_out.crops])
@@ -152,11 +159,11 @@ def test_static_int8_calibrated_on_all_zero_images_fails_the_check(demo_onnx, re
     assert any(p.startswith("rank correlation") for p in problems) and any(p.startswith("max") for p in problems)
 
 
-def test_the_cpu_mode_on_half_resolution_crops_fails_the_check(demo_onnx, reference, held_out, tmp_path):
+def test_the_cpu_mode_on_half_resolution_crops_fails_the_check(cpu_mode, reference, held_out):
     half = IMAGE_SIZE // 2
     blurred = [cv2.resize(cv2.resize(crop, (half, half), interpolation=cv2.INTER_AREA), (IMAGE_SIZE, IMAGE_SIZE))
                for crop in held_out.crops]
-    problems = disagreements(reference, detector_fake_probability(CpuBackend(demo_onnx, cache_dir=tmp_path), blurred),
+    problems = disagreements(reference, detector_fake_probability(cpu_mode(), blurred),
                              held_out.labels, MAX_DELTA["cpu"], "cpu on half-resolution crops")
     assert any(p.startswith("rank correlation") for p in problems) and any(p.startswith("max") for p in problems)
 
