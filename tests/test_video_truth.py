@@ -133,6 +133,7 @@ def test_the_annotated_video_labels_faces_by_their_smoothed_score(demo_onnx, hel
     smoothed = [raw[0]]
     for p in raw[1:]:
         smoothed.append(0.6 * smoothed[-1] + 0.4 * p)  # the tracker's default exponential moving average
+    np.testing.assert_allclose([r.smoothed[0] for r in results], smoothed, rtol=0, atol=1e-9)
     expected = ["fake" if s >= 0.5 else "real" for s in smoothed]
     assert [drawn_label(frame) for frame in decoded_frames(tmp_path / "drawn.avi")] == expected
     assert expected != ["fake" if p >= 0.5 else "real" for p in raw], "the raw and smoothed labels must differ here"
