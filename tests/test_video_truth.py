@@ -86,7 +86,8 @@ def test_earlier_outputs_stay_as_they_were_until_the_run_ends(demo_onnx, held_ou
         for index, _ in enumerate(run):
             if index in (0, 4):
                 assert {name: path.read_bytes() for name, path in outputs.items()} == before
-    assert len(outputs["jsonl"].read_text().splitlines()) == 8 and b'"frames_read": 8' in outputs["summary"].read_bytes()
+    assert len(outputs["jsonl"].read_text().splitlines()) == 8
+    assert b'"frames_read": 8' in outputs["summary"].read_bytes()
     assert len(decoded_frames(outputs["output"])) == 8
 
 
@@ -217,6 +218,7 @@ def test_the_command_line_exits_1_when_the_camera_stays_dead(demo_onnx, camera_f
 
 @pytest.mark.parametrize("option, value", [("--reconnect-attempts", "-1"), ("--reconnect-delay", "0")])
 def test_reconnect_options_out_of_range_are_one_sentence(option, value, tmp_path, capsys):
-    assert cli_main(["video", "http://127.0.0.1:1/camera.mjpg", "--model", str(tmp_path / "m.onnx"), option, value]) == 2
+    arguments = ["video", "http://127.0.0.1:1/camera.mjpg", "--model", str(tmp_path / "m.onnx"), option, value]
+    assert cli_main(arguments) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
         "fmca-rt: error: --reconnect-attempts must be 0 or more and --reconnect-delay a positive number of seconds."]

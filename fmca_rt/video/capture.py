@@ -107,7 +107,8 @@ def add_reconnect_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reconnect-attempts", type=int, default=Backoff.attempts, metavar="N",
                        help="reconnection attempts in a row before the run ends with status 1 (default %(default)s)")
     group.add_argument("--reconnect-delay", type=float, default=Backoff.first, metavar="SECONDS",
-                       help=f"wait before the first attempt, doubling up to {Backoff.longest:g} s (default %(default)s)")
+                       help=f"wait before the first attempt, doubling up to {Backoff.longest:g} s "
+                            "(default %(default)s)")
 
 
 def backoff_from_arguments(args: argparse.Namespace) -> Backoff:
