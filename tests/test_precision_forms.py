@@ -22,12 +22,13 @@ from demo_model import IMAGE_SIZE
 from export.quantize import quantize_int8
 from export.trt_precheck import reduced_precision_graph
 from fmca_rt import Detector
+from fmca_rt.backends.cpu_fusion import fuse_for_cpu
 from fmca_rt.backends.onnxruntime_cpu import CpuBackend
 from fmca_rt.metadata import ModelMetadata
 from fmca_rt.preprocess import preprocess
 from training.model import FMCANet
 
-pytest.importorskip("onnxruntime")
+ort = pytest.importorskip("onnxruntime")
 
 AUC_TOLERANCE = 0.01
 MIN_RANK_CORRELATION = 0.99
@@ -126,6 +127,16 @@ def test_the_cpu_mode_meets_its_bound_whatever_its_batch(cpu_mode, reference, he
         together = detector.calibration.fake_probability(detector.backend.infer(pixels), 1)
     assert disagreements(reference, alone, held_out.labels, MAX_DELTA["cpu"], "cpu, one crop per call") == []
     assert disagreements(reference, together, held_out.labels, MAX_DELTA["cpu"], "cpu, 80 crops in one call") == []
+
+
+def test_the_cpu_modes_fusions_leave_the_trained_float_model_exact(demo_onnx, held_out):
+    """The CPU mode fuses attention blocks and GELUs before quantizing; in float32 that must change nothing. The
+    INT8 bound alone would hide a wrong fusion: a wrong attention scale moves this model's P(fake) by only 0.003."""
+    original = onnx.load(str(demo_onnx))
+    pixels = preprocess(held_out.crops, IMAGE_SIZE)
+    logits = [ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+              .run(None, {"pixels": pixels})[0] for model in (original, fuse_for_cpu(original))]
+    np.testing.assert_allclose(logits[1], logits[0], rtol=0, atol=1e-5)
 
 
 def test_static_int8_report_measures_the_held_out_crops(static_int8, reference, held_out):
