@@ -132,10 +132,11 @@ def test_the_cpu_mode_meets_its_bound_whatever_its_batch(cpu_mode, reference, he
 def test_the_cpu_modes_fusions_leave_the_trained_float_model_exact(demo_onnx, held_out):
     """The CPU mode fuses attention blocks and GELUs before quantizing; in float32 that must change nothing. The
     INT8 bound alone would hide a wrong fusion: a wrong attention scale moves this model's P(fake) by only 0.003."""
-    original = onnx.load(str(demo_onnx))
     pixels = preprocess(held_out.crops, IMAGE_SIZE)
+    models = onnx.load(str(demo_onnx)), fuse_for_cpu(onnx.load(str(demo_onnx)))  # it fuses in place
+    assert [node.op_type for node in models[1].graph.node].count("Attention") == 2  # tiny: 2 ViT blocks
     logits = [ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-              .run(None, {"pixels": pixels})[0] for model in (original, fuse_for_cpu(original))]
+              .run(None, {"pixels": pixels})[0] for model in models]
     np.testing.assert_allclose(logits[1], logits[0], rtol=0, atol=1e-5)
 
 
