@@ -3,8 +3,9 @@
 An untrained test model scores every face between about 0.53 and 0.57, so a bound on |delta P(fake)| cannot
 tell a faithful INT8, FP16 or CPU-mode form from an inverted or blind one. This model is trained with the
 project's own code (`training.demo_data` + `training.train`, `make demo`'s recipe at 112 px on 128 images per
-class for 20 epochs: under a minute on two quiet cores), and its P(fake) spans [0, 1] on held-out images made
-from other random views of the same photos (tests/test_precision_forms.py checks the spread and the AUC).
+class for 20 epochs; about 1.5 s per epoch on two nearly idle cores), and its P(fake) spans [0, 1] on held-out
+images made from other random views of the same photos (tests/test_precision_forms.py checks the spread and
+the AUC).
 """
 
 from __future__ import annotations
