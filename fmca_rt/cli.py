@@ -23,6 +23,7 @@ from .abstain import ABSTAIN, UNCERTAIN
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
 from .serve.command import add_serve_arguments, run_serve
+from .video.capture import add_reconnect_arguments, backoff_from_arguments
 from .video.track_scores import ClassifyPolicy
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
@@ -145,6 +146,7 @@ def add_video_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--classify-every", type=int, default=ClassifyPolicy.every, metavar="N",
                         help="classify a tracked face again every N frames, or sooner when its box changes or its "
                              f"score nears the threshold; 1 = every face on every frame ({ClassifyPolicy.every})")
+    add_reconnect_arguments(parser)
     parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
 
 
@@ -152,10 +154,11 @@ def run_video(args: argparse.Namespace) -> int:
     from .progress import progress
 
     policy = ClassifyPolicy(every=args.classify_every)  # checked before the model loads
+    backoff = backoff_from_arguments(args)
     detector = make_detector(args)
     run = detector.stream(args.source, output=args.output, jsonl=args.jsonl, summary=args.summary,
                           queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames,
-                          classify=policy)
+                          classify=policy, backoff=backoff)
     total = run.frame_count if args.max_frames is None else args.max_frames
     bar = progress(total=total, desc="frames", enabled=not args.quiet)
     try:

@@ -25,16 +25,14 @@ from training.evaluate import main as evaluate_main
 from training.model import FMCANet
 from training.robustness import rate_lower_bound
 
-from demo_model import demo_run
-
 torch = pytest.importorskip("torch")
 CONDITIONS = ["clean", "jpeg:30", "resize:0.5", "blur:2", "h264:35"]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(demo_model, tmp_path_factory):
     root = tmp_path_factory.mktemp("robustness")
-    (root / "run").symlink_to(demo_run() / "run")
+    (root / "run").symlink_to(demo_model.run)
     for name, seed in (("calib", 1), ("test", 2)):
         generate(root / name, count=64, size=112, seed=seed)
     assert calibrate_main(["--checkpoint", str(root / "run" / "best.pth"), "--data", str(root / "calib"), "--split",

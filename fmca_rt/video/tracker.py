@@ -1,9 +1,9 @@
 """An IoU tracker that follows faces across frames and smooths each face's P(fake) over time.
 
 Each frame's boxes are matched greedily to live tracks, highest overlap first; a box that overlaps no
-track by `iou_threshold` starts a new one, and a track unseen for `max_missed` frames ends. A track's
-smoothed score is an exponential moving average: s <- smoothing * s + (1 - smoothing) * p, so one noisy
-frame does not flip the label shown on a face.
+track by `iou_threshold` starts a new one, and a track unseen for more than `max_missed` frames in a
+row ends. A track's smoothed score is an exponential moving average: s <- smoothing * s + (1 - smoothing) * p,
+so one noisy frame does not flip the label shown on a face.
 """
 
 from __future__ import annotations
