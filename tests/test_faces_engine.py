@@ -21,8 +21,8 @@ from fmca_rt.faces import make_face_detector
 from fmca_rt.metadata import ModelMetadata
 
 from sdk_images import astronaut_bgr, grace_hopper_bgr
+from tensorrt_fake_builder import fake_build_api
 from tensorrt_fakes import HostMemory
-from test_tensorrt_build_engine import Recorder
 
 ort = pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
@@ -82,6 +82,7 @@ class OnnxRuntimeEngine:
 
             def set_tensor_address(self, name, pointer):
                 self.addresses[name] = pointer
+                return True
 
             def execute_async_v3(self, stream):
                 count = int(np.prod(self.shape))
@@ -97,7 +98,7 @@ class OnnxRuntimeEngine:
 @pytest.fixture()
 def gpu(monkeypatch):
     """TensorRT 10 on an Orin, both for the build (recorded) and for loading engines (ONNX Runtime inside)."""
-    recorder = Recorder(10, layer_types=["conv"])
+    build_trt, _ = fake_build_api(10)
     state = {"drift": 0.0, "onnx": None}
 
     class Runtime:
@@ -116,10 +117,10 @@ def gpu(monkeypatch):
 
     memory = HostMemory()
     runtime_trt = types.SimpleNamespace(TensorIOMode=types.SimpleNamespace(INPUT="input", OUTPUT="output"),
-                                        nptype=lambda dtype: dtype, __version__="10.0.0", Runtime=Runtime,
+                                        nptype=lambda dtype: dtype, __version__=build_trt.__version__, Runtime=Runtime,
                                         Logger=Logger)
     orin = GpuInfo("Jetson AGX Orin", (8, 7))
-    monkeypatch.setattr(build_module, "import_tensorrt", lambda: recorder.trt)
+    monkeypatch.setattr(build_module, "import_tensorrt", lambda: build_trt)
     monkeypatch.setattr(build_module, "current_gpu", lambda: orin)
     monkeypatch.setattr(tensorrt_module, "import_tensorrt", lambda: runtime_trt)
     monkeypatch.setattr(tensorrt_module, "current_gpu", lambda index: orin)
