@@ -19,28 +19,34 @@ its temperature and named operating points when it was calibrated (`python -m tr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .backends import Backend, create_backend
-from .errors import ExplainError, FMCAError
+from .errors import ExplainError, FMCAError, ImageError
 from .explain import EXPLAIN_METHODS, Explanation, explain_occlusion
-from .faces import Face, FaceDetector, crop_faces, make_face_detector
+from .face_guard import ThreadSafeFaces
+from .faces import Face, FaceDetector, crop_faces
 from .gradcam import BRANCHES as GRADCAM_METHODS
 from .gradcam import explain_gradcam
 from .images import load_image
 from .latency import LatencyStats
 from .operating_points import Calibration
 from .preprocess import preprocess
-from .results import FaceResult, ImageResult
+from .results import ERROR, FaceResult, ImageResult
 
 
 class Detector:
     """Face-forgery detection with any backend. `threshold` turns calibrated P(fake) into the "fake" label:
     a named operating point stored with the model ("eer", "fpr@1%", "best-accuracy"), a P(fake) in [0, 1],
-    or None for argmax (0.5); `batch_size` bounds how many face crops go to the backend at once."""
+    or None for argmax (0.5); `batch_size` bounds how many face crops go to the backend at once.
+
+    One Detector may be used from several threads at once and gives each call the result a serial call
+    would: every thread gets its own OpenCV face detector, a plug-in detector and a backend that is not
+    thread-safe (TensorRT) are called one thread at a time, and the latency statistics are locked."""
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
                  threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
@@ -56,7 +62,11 @@ class Detector:
         except FMCAError:
             self.backend.deactivate()
             raise
-        self.face_detector = make_face_detector(faces)
+        try:
+            self._faces = ThreadSafeFaces(faces)
+        except FMCAError:
+            self.backend.deactivate()
+            raise
         self.threshold = self.operating_point.threshold
         self.batch_size = batch_size
         self.crop_scale = crop_scale
@@ -69,13 +79,21 @@ class Detector:
             raise FMCAError(f"The model's classes are {names}; fmca-rt needs one named {name!r}.")
         return names.index(name)
 
+    @property
+    def face_detector(self) -> FaceDetector:
+        """The face detector the calling thread uses."""
+        return self._faces.for_this_thread()
+
     # ---- the stages, usable on their own ----------------------------------------------------------------
     def detect_faces(self, bgr: np.ndarray) -> list[Face]:
+        """Faces in a BGR image, boxes clipped to it; FaceDetectorError when the detector fails or returns
+        a box outside the image."""
         with self.latency.measure("detect"):
-            return self.face_detector.detect(bgr)
+            return self._faces.detect(bgr)
 
     def classify_crops(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
-        """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size."""
+        """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size; NaN for a crop whose
+        logits were not finite (an engine that overflowed, a broken model): it has no verdict."""
         probs = []
         for start in range(0, len(crops_rgb), self.batch_size):
             chunk = crops_rgb[start:start + self.batch_size]
@@ -84,11 +102,20 @@ class Detector:
                                     self.metadata.preprocessing)
             with self.latency.measure("infer", len(chunk)):
                 logits = self.backend.infer(pixels)
-            probs.append(self.calibration.fake_probability(logits, self._fake_index))
+            finite = np.isfinite(logits).all(axis=1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                probs.append(np.where(finite, self.calibration.fake_probability(logits, self._fake_index), np.nan))
         return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
     def label_for(self, fake_prob: float) -> str:
+        if not math.isfinite(fake_prob):
+            return ERROR
         return "fake" if fake_prob >= self.threshold else "real"
+
+    def face_results(self, faces: Sequence[Face], probs: Iterable[float]) -> list[FaceResult]:
+        """FaceResults of faces and their P(fake); a NaN P(fake) gives an unscored face labelled "error"."""
+        return [FaceResult(face, p, self.label_for(p)) if math.isfinite(p) else FaceResult(face, None, ERROR)
+                for face, p in zip(faces, probs)]
 
     # ---- images -------------------------------------------------------------------------------------------
     def predict(self, image) -> ImageResult:
@@ -98,8 +125,12 @@ class Detector:
         return self._predict_loaded([(bgr, name)])[0]
 
     def predict_batch(self, images: Iterable) -> list[ImageResult]:
-        """Many images, their faces batched together for the backend. An image that cannot be read gives
-        a result with `error` set (label "error") instead of stopping the batch."""
+        """Many images (a list: of paths, arrays, PIL images), their faces batched together for the backend.
+        An image that cannot be read, whose faces cannot be found, or whose face the model could not score
+        gives a result with `error` set (label "error") instead of stopping the batch."""
+        if isinstance(images, (str, Path, np.ndarray)) or type(images).__module__.startswith("PIL."):
+            raise ImageError(f"predict_batch takes a list of images, not one {type(images).__name__}; use "
+                             "predict(image) or predict_batch([image]).")
         loaded, results = [], []
         for image in images:
             try:
@@ -112,14 +143,25 @@ class Detector:
         return [next(predicted) if result is None else result for result in results]
 
     def _predict_loaded(self, loaded: list[tuple[np.ndarray, str]]) -> list[ImageResult]:
-        faces_per_image = [self.detect_faces(bgr) for bgr, _ in loaded]
+        faces_per_image, errors = [], []
+        for bgr, _ in loaded:
+            try:
+                faces_per_image.append(self.detect_faces(bgr))
+                errors.append(None)
+            except FMCAError as error:
+                faces_per_image.append([])
+                errors.append(str(error))
         crops = [crop for (bgr, _), faces in zip(loaded, faces_per_image)
                  for crop in crop_faces(bgr, faces, self.crop_scale)]
         probs = iter(self.classify_crops(crops).tolist())
         results = []
-        for (bgr, name), faces in zip(loaded, faces_per_image):
-            face_results = [FaceResult(face, p, self.label_for(p)) for face, p in zip(faces, probs)]
-            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, image=bgr,
+        for (bgr, name), faces, error in zip(loaded, faces_per_image, errors):
+            face_results = self.face_results(faces, probs)
+            unscored = sum(not f.scored for f in face_results)
+            if unscored:
+                error = (f"the model's output for {unscored} of {len(face_results)} faces was not finite (NaN or "
+                         "infinite logits: an overflowing engine or a broken model), so there is no verdict")
+            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, error=error, image=bgr,
                                        operating_point=self.operating_point, detector=self))
         return results
 

@@ -13,6 +13,7 @@ from .base import Backend
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    thread_safe = True
 
     def activate_impl(self) -> ModelMetadata:
         try:

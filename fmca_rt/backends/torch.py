@@ -11,6 +11,7 @@ from .base import Backend
 
 class TorchBackend(Backend):
     name = "torch"
+    thread_safe = True
 
     def activate_impl(self) -> ModelMetadata:
         try:

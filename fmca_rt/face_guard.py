@@ -1,0 +1,76 @@
+"""The Detector's face detection, safe from several threads and against boxes that do not fit the image.
+
+OpenCV's detectors (the Haar cascade, YuNet) keep per-call state inside the object and give wrong boxes or
+crash when two threads share one, so each thread gets its own, made from the same specification. A plug-in
+object (anything with `detect(bgr)`) is the user's and cannot be copied: calls to it are serialized.
+
+Boxes are checked before anything is cropped: a box partly outside the image is clipped to it; a box with
+no pixel inside the image (or not four finite numbers) and a detector that raises make that image's
+result an error (FaceDetectorError), instead of a wrong crop or a whole batch lost.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+
+from .errors import FaceDetectorError
+from .faces import Face, FaceDetector, make_face_detector
+
+
+def clipped_faces(faces, image_shape: tuple[int, ...], source: str = "the face detector") -> list[Face]:
+    """Faces with integer boxes clipped to the image; FaceDetectorError for a box that misses it."""
+    height, width = image_shape[:2]
+    checked = []
+    for face in faces:
+        try:
+            x1, y1, x2, y2 = (float(v) for v in face.box)
+            score = float(face.score)
+        except (AttributeError, TypeError, ValueError):
+            raise FaceDetectorError(f"{source} returned {face!r}, not a Face with a box (x1, y1, x2, y2) and "
+                                    "a score.") from None
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            raise FaceDetectorError(f"{source} returned a box with a non-finite coordinate: {face.box}.")
+        box = (max(int(round(x1)), 0), max(int(round(y1)), 0),
+               min(int(round(x2)), width), min(int(round(y2)), height))
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise FaceDetectorError(f"{source} returned the box {tuple(face.box)}, which has no pixel inside the "
+                                    f"{width} x {height} image (boxes are x1, y1, x2, y2 in pixels).")
+        checked.append(face if box == face.box and isinstance(face, Face) else Face(box, score))
+    return checked
+
+
+class ThreadSafeFaces:
+    """`detect(bgr)` from any number of threads: a detector per thread, or one plug-in behind a lock."""
+
+    def __init__(self, faces: str | FaceDetector | None):
+        self._spec = faces
+        self._plugin = faces if isinstance(faces, FaceDetector) and not isinstance(faces, str) else None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        self.for_this_thread()  # an unknown name or a missing model file fails now, in the caller's thread
+
+    def for_this_thread(self) -> FaceDetector:
+        if self._plugin is not None:
+            return self._plugin
+        detector = getattr(self._local, "detector", None)
+        if detector is None:
+            detector = self._local.detector = make_face_detector(self._spec)
+        return detector
+
+    def detect(self, bgr: np.ndarray) -> list[Face]:
+        detector = self.for_this_thread()
+        name = type(detector).__name__
+        try:
+            if self._plugin is None:
+                faces = detector.detect(bgr)
+            else:
+                with self._lock:
+                    faces = detector.detect(bgr)
+        except FaceDetectorError:
+            raise
+        except Exception as error:  # a plug-in's own failure becomes this image's error, not the batch's
+            raise FaceDetectorError(f"The face detector {name} failed: {type(error).__name__}: {error}") from None
+        return clipped_faces(faces, bgr.shape, f"The face detector {name}")
