@@ -32,6 +32,13 @@ class _Output:
     names: re.Pattern | None  # set for a folder: the names of the files it may get
 
 
+def incomplete_name(path: str | os.PathLike) -> Path:
+    """Where a run that did not finish writes what it has, beside the file a complete run would replace:
+    results.json -> results.incomplete.json."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.incomplete{path.suffix}")
+
+
 def _identity(path: Path) -> tuple[int, int] | None:
     try:
         stat = path.stat()

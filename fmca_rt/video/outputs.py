@@ -14,16 +14,11 @@ from pathlib import Path
 
 from ..atomic import file_state
 from ..errors import OutputError
+from ..output_paths import incomplete_name
 from .sinks import JsonLinesSink, open_frame_sink, write_json_atomically
 
 COMPLETE, STOPPED, INTERRUPTED, FAILED = "complete", "stopped", "interrupted", "failed"
 WHOLE_RUN = (COMPLETE, STOPPED)  # what was analysed is the whole run: files go to their own names
-
-
-def incomplete_name(path: str | Path) -> Path:
-    """Where a run that did not finish writes what it has: results.json -> results.incomplete.json."""
-    path = Path(path)
-    return path.with_name(f"{path.stem}.incomplete{path.suffix}")
 
 
 class RunOutputs:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import FMCAError, OutputError, RunError, describe_failure
 from ..faces import crop_faces
+from ..interrupts import interrupts_deferred
 from ..latency import LatencyStats
 from ..results import ERROR, NO_FACE, FaceResult, draw_faces
 from .capture import Backoff, CaptureThread, Frame, FrameQueue
@@ -116,10 +117,11 @@ class VideoPipeline:
             raise RunError(f"The video run failed after {self._stats['processed']} analysed frames: {error}") \
                 from failure
         finally:
-            self._capture.stop()
-            self._capture.join(timeout=5)
-            self.summary = self._summarize(time.perf_counter() - started, status, error)
-            self.outputs.finish(self.summary, status)
+            with interrupts_deferred():  # a signal now would cut the moving of files into place short
+                self._capture.stop()
+                self._capture.join(timeout=5)
+                self.summary = self._summarize(time.perf_counter() - started, status, error)
+                self.outputs.finish(self.summary, status)
         if self.outputs.errors and status == COMPLETE:
             raise OutputError(self.outputs.errors[0])
 
