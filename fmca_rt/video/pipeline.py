@@ -78,9 +78,10 @@ class VideoPipeline:
         self.summary: dict | None = None
         self._gstreamer = gstreamer
         self._reader = open_reader(self.source, gstreamer)  # fails here, with SourceError, before any thread
-        live = self.source.live if drop_frames is None else drop_frames
-        self._queue = FrameQueue(queue_size, drop_oldest=live)
-        reopen = (lambda: open_reader(self.source, gstreamer)) if self.source.reconnects else None
+        # A stream URL that serves a finite file (its frame count is known) is read once, like a file.
+        self.live = self.source.live and self._reader.frame_count is None
+        self._queue = FrameQueue(queue_size, drop_oldest=self.live if drop_frames is None else drop_frames)
+        reopen = (lambda: open_reader(self.source, gstreamer)) if self.source.reconnects and self.live else None
         self._capture = CaptureThread(self._reader, self._queue, reopen, backoff, max_frames)
         self.fps = self._reader.fps or 30.0
         self.frame_count = self._reader.frame_count  # None for live sources
@@ -108,9 +109,9 @@ class VideoPipeline:
             if self._capture.failure:
                 status, error = FAILED, self._capture.failure
             elif self.outputs.closed_by_user:
-                status = STOPPED if self.source.live else INTERRUPTED
+                status = STOPPED if self.live else INTERRUPTED
         except (GeneratorExit, KeyboardInterrupt):
-            status = STOPPED if self.source.live else INTERRUPTED
+            status = STOPPED if self.live else INTERRUPTED
             raise
         except Exception as failure:
             status, error = FAILED, describe_failure(failure)
@@ -189,7 +190,7 @@ class VideoPipeline:
         return results
 
     def _timestamp(self, frame: Frame) -> float | None:
-        if self.source.live:
+        if self.live:
             return frame.captured_at - self._started_at
         return frame.index / self._reader.fps if self._reader.fps else None
 

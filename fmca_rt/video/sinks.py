@@ -102,6 +102,7 @@ class VideoFileSink(_FileSink):
         self._fourcc = cv2.VideoWriter_fourcc(*codec)
         self.fps = fps
         self._writer: cv2.VideoWriter | None = None
+        self.frames_written = 0
 
     def write(self, frame: np.ndarray) -> None:
         if self._writer is None:
@@ -113,6 +114,7 @@ class VideoFileSink(_FileSink):
         if (frame.shape[1], frame.shape[0]) != self._size:  # a stream that changed resolution mid-way
             frame = cv2.resize(frame, self._size)
         self._writer.write(frame)
+        self.frames_written += 1
 
     def close(self, destination: Path | None = None) -> Path | None:
         """Finish the video and move it to `destination` (default: the path given); None when no frame came."""
@@ -121,12 +123,21 @@ class VideoFileSink(_FileSink):
             return None
         self._writer.release()
         self._writer = None
-        if file_state(self._temporary) is None or self._temporary.stat().st_size == 0:
-            # OpenCV reports no write error; a full disk shows as a missing or empty file
+        if self._frames_on_disk() != self.frames_written:
             self._temporary.unlink(missing_ok=True)
-            raise OutputError(f"Cannot write the video {destination or self.path}: OpenCV could not write it "
-                              "(is the disk full?).")
+            raise OutputError(f"Cannot write the video {destination or self.path}: OpenCV could not write all "
+                              f"{self.frames_written} frames (is the disk full?).")
         return self._commit(destination)
+
+    def _frames_on_disk(self) -> int:
+        """OpenCV's writer reports no error (a full disk truncates the file silently): read the count back."""
+        if file_state(self._temporary) is None:
+            return 0
+        capture = cv2.VideoCapture(str(self._temporary))
+        try:
+            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+        finally:
+            capture.release()
 
 
 class DisplaySink:
