@@ -140,7 +140,6 @@ def _result_line(result) -> str:
 def run_predict(args: argparse.Namespace) -> int:
     from .atomic import file_state
     from .errors import ExplainError, OutputError
-    from .explain import occlusion_passes
     from .images import expand_image_paths
     from .output_paths import OutputPaths, incomplete_name
     from .progress import progress
@@ -155,8 +154,6 @@ def run_predict(args: argparse.Namespace) -> int:
     outputs.check()
     json_baseline = file_state(args.json) if args.json else None
     detector = make_detector(args)
-    if args.explain and args.explain_method == "occlusion":
-        occlusion_passes(detector.metadata.image_size, detector.metadata.config["patch_size"], 2, args.explain_stride)
     tally, stems_used, explain = PredictTally(), Counter(), args.explain is not None
     bar = progress(total=len(paths), desc="images", enabled=not args.quiet)
     stop = None

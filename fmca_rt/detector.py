@@ -187,6 +187,9 @@ class Detector:
         pixels = preprocess(crop_faces(bgr, faces, self.crop_scale), meta.image_size, meta.mean, meta.std,
                             meta.preprocessing)
         if method == "occlusion":
+            if "patch_size" not in meta.config:
+                raise ExplainError(f"{self.backend.model_path.name}'s metadata has no patch_size, which occlusion "
+                                   "needs; export it again with `python -m export.onnx`.")
             return [explain_occlusion(self._fake_probability_of_pixels, face, meta.mean, meta.std,
                                       meta.config["patch_size"], window, stride, fill, self.batch_size)
                     for face in pixels]
