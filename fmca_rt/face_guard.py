@@ -4,6 +4,9 @@ OpenCV's detectors (the Haar cascade, YuNet) keep per-call state inside the obje
 crash when two threads share one, so each thread gets its own, made from the same specification. A plug-in
 object (anything with `detect(bgr)`) is the user's and cannot be copied: calls to it are serialized.
 
+A YuNet model file is checked before OpenCV loads it (`check_yunet_model`): OpenCV's DNN importer crashes
+the whole process on some graphs that are not YuNet.
+
 Boxes are checked before anything is cropped: a box partly outside the image is clipped to it; a box with
 no pixel inside the image (or not four finite numbers) and a detector that raises make that image's
 result an error (FaceDetectorError), instead of a wrong crop or a whole batch lost.
@@ -18,6 +21,26 @@ import numpy as np
 
 from .errors import FaceDetectorError
 from .faces import Face, FaceDetector, make_face_detector
+from .onnx_graph import NotOnnx, read_graph_io
+
+# What OpenCV's FaceDetectorYN (4.8+) reads: one image input, and per stride 8/16/32 these outputs
+YUNET_OUTPUTS = tuple(f"{kind}_{stride}" for kind in ("cls", "obj", "bbox", "kps") for stride in (8, 16, 32))
+
+
+def check_yunet_model(model_path) -> None:
+    """FaceDetectorError unless the file is an ONNX graph shaped like YuNet (checked without OpenCV)."""
+    try:
+        graph = read_graph_io(model_path)
+    except (NotOnnx, OSError):
+        raise FaceDetectorError(f"{model_path} is not an ONNX model; --faces takes OpenCV's YuNet "
+                                "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo).") from None
+    missing = [name for name in YUNET_OUTPUTS if name not in graph.outputs]
+    if missing or len(graph.inputs) != 1 or next(iter(graph.inputs.values())) not in (4, None):
+        raise FaceDetectorError(
+            f"{model_path} is not OpenCV's YuNet face detector (inputs {', '.join(graph.inputs) or 'none'}; "
+            f"outputs {', '.join(list(graph.outputs)[:6]) or 'none'}{'...' if len(graph.outputs) > 6 else ''}; "
+            "YuNet has one image input and cls/obj/bbox/kps outputs at strides 8, 16 and 32): use "
+            "face_detection_yunet_2023mar.onnx from the OpenCV model zoo.")
 
 
 def clipped_faces(faces, image_shape: tuple[int, ...], source: str = "the face detector") -> list[Face]:
