@@ -123,19 +123,23 @@ class VideoFileSink(_FileSink):
             return None
         self._writer.release()
         self._writer = None
-        if self._frames_on_disk() != self.frames_written:
+        if not self._complete_on_disk():
             self._temporary.unlink(missing_ok=True)
             raise OutputError(f"Cannot write the video {destination or self.path}: OpenCV could not write all "
                               f"{self.frames_written} frames (is the disk full?).")
         return self._commit(destination)
 
-    def _frames_on_disk(self) -> int:
-        """OpenCV's writer reports no error (a full disk truncates the file silently): read the count back."""
+    def _complete_on_disk(self) -> bool:
+        """OpenCV's writer reports no error (a full disk truncates the file silently): read the file back,
+        its frame count and its last frame (a truncated MP4 has no index; a truncated AVI no last frame)."""
         if file_state(self._temporary) is None:
-            return 0
+            return False
         capture = cv2.VideoCapture(str(self._temporary))
         try:
-            return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+            if not capture.isOpened() or int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) != self.frames_written:
+                return False
+            capture.set(cv2.CAP_PROP_POS_FRAMES, self.frames_written - 1)
+            return capture.read()[0]
         finally:
             capture.release()
 
