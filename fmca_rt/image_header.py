@@ -1,9 +1,10 @@
 """An image's width and height read from its file header, so an oversized image (a decompression bomb: a
 1 MB PNG can hold 20000 x 20000 pixels, gigabytes once decoded) is refused before any decoding.
 
-Covers the formats cameras, phones and datasets use: PNG, JPEG (baseline and progressive), BMP, WebP (lossy,
-lossless, extended), TIFF (first image), GIF and PNM. Other formats OpenCV decodes return None; OpenCV's
-own pixel limit (OPENCV_IO_MAX_IMAGE_PIXELS, 2^30 by default) still bounds those.
+Covers every format OpenCV's PyPI wheels decode by default: PNG, JPEG (baseline and progressive), BMP, WebP
+(lossy, lossless, extended), TIFF (first image), GIF, PNM and PFM, Sun raster, Radiance HDR, AVIF (its
+`ispe` box) and JPEG 2000 (JP2 and raw codestream). Anything else returns None; OpenCV's own pixel limit
+(OPENCV_IO_MAX_IMAGE_PIXELS, 2^30 by default) still bounds it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import struct
 
 # JPEG start-of-frame markers (the ones that carry the image size): C0-CF except DHT, JPG and DAC
 _JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-_PNM = re.compile(rb"P[1-6](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)")
+_PNM = re.compile(rb"P[1-6Ff](?:\s+|#[^\n]*\n)+(\d+)(?:\s+|#[^\n]*\n)+(\d+)")  # PBM/PGM/PPM and PFM
+_HDR_SIZE = re.compile(rb"\n\n[-+][YX] (\d+) [-+]([YX]) (\d+)\n")  # Radiance: "-Y height +X width" after the header
 
 
 def _png(data: bytes):
@@ -82,6 +84,30 @@ def _tiff(data: bytes):
     return (size[256], size[257]) if len(size) == 2 else None
 
 
+def _hdr(data: bytes):
+    match = _HDR_SIZE.search(data[:65536])
+    if not match:
+        return None
+    first, second = int(match.group(1)), int(match.group(3))
+    return (first, second) if match.group(2) == b"Y" else (second, first)  # "-Y h +X w" is the usual order
+
+
+def _avif(data: bytes):
+    box = data.find(b"ispe", 0, 65536)  # image spatial extents: version/flags, width, height
+    return struct.unpack(">II", data[box + 8:box + 16]) if box >= 4 else None
+
+
+def _jpeg2000(data: bytes):
+    if data.startswith(b"\xff\x4f\xff\x51"):  # raw codestream: SIZ marker segment first
+        width, height, x_offset, y_offset = struct.unpack(">IIII", data[8:24])
+        return width - x_offset, height - y_offset
+    box = data.find(b"ihdr", 0, 65536)  # JP2: image header box, height before width
+    if box < 4:
+        return None
+    height, width = struct.unpack(">II", data[box + 4:box + 12])
+    return width, height
+
+
 def header_size(data: bytes) -> tuple[int, int] | None:
     """(width, height) from an encoded image's header; None for a format not read here or a damaged header."""
     data = bytes(data[:1 << 20]) if len(data) > 1 << 20 else bytes(data)  # every header sits in the first MB
@@ -100,6 +126,14 @@ def header_size(data: bytes) -> tuple[int, int] | None:
             return struct.unpack("<HH", data[6:10])
         if match := _PNM.match(data[:1024]):
             return int(match.group(1)), int(match.group(2))
+        if data.startswith(b"\x59\xa6\x6a\x95"):  # Sun raster
+            return struct.unpack(">II", data[4:12])
+        if data.startswith((b"#?RADIANCE", b"#?RGBE")):
+            return _hdr(data)
+        if data[4:8] == b"ftyp" and data[8:12] in (b"avif", b"avis", b"mif1"):
+            return _avif(data)
+        if data.startswith((b"\x00\x00\x00\x0cjP  \r\n\x87\n", b"\xff\x4f\xff\x51")):
+            return _jpeg2000(data)
     except struct.error:
         return None
     return None
