@@ -145,7 +145,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..video.sinks import write_json_atomically
 
     _check_outputs(args)
-    import_project_module("training", "train,export")  # torch, the baseline: named before anything runs
+    for package in ("training", "export"):  # torch, the baseline, and the exporter: named before anything runs
+        import_project_module(package, "train,export")
     from .artifacts import Artifacts
     from .report import markdown
     from .runner import run_benchmark
