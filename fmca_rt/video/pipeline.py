@@ -123,7 +123,7 @@ class VideoPipeline:
                 self._capture.join(timeout=5)
                 self.summary = self._summarize(time.perf_counter() - started, status, error)
                 self.outputs.finish(self.summary, status)
-        if self.outputs.errors and status == COMPLETE:
+        if self.outputs.errors:  # reached only when the run ended without an exception
             raise OutputError(self.outputs.errors[0])
 
     def _results(self) -> Iterator[FrameResult]:
