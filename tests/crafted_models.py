@@ -30,15 +30,17 @@ def _metadata_props(cfg: dict, input_name="pixels", output_name="logits", drop=(
 
 
 def mean_log_model(path, image_size: int = 28, graph_input="pixels", graph_size=None, metadata_input="pixels",
-                   drop_config=()):
-    """Write the model; the graph's input name and size may differ from what its metadata says."""
+                   drop_config=(), relu=False):
+    """Write the model; the graph's input name and size may differ from what its metadata says. With `relu`,
+    log(max(m, 0)): dark images give a logit of -inf (softmax would call that P(fake) = 0) instead of NaN."""
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper
 
     size = graph_size or image_size
     nodes = [
         helper.make_node("ReduceMean", [graph_input], ["mean"], axes=[1, 2, 3], keepdims=1),  # B x 1 x 1 x 1
-        helper.make_node("Reshape", ["mean", "shape"], ["mean2"]),  # B x 1
+        helper.make_node("Reshape", ["mean", "shape"], ["mean1"]),  # B x 1
+        helper.make_node("Relu" if relu else "Identity", ["mean1"], ["mean2"]),
         helper.make_node("Log", ["mean2"], ["log_mean"]),
         helper.make_node("Mul", ["mean2", "zero"], ["zeros"]),
         helper.make_node("Concat", ["zeros", "log_mean"], ["logits"], axis=1),

@@ -76,6 +76,9 @@ def test_video_refuses_outputs_over_the_source_and_each_other(tmp_path, capsys):
         refused(["video", clip, "--model", tiny_onnx(), option, clip], capsys, "would write over an input")
     refused(["video", clip, "--model", tiny_onnx(), "--jsonl", tmp_path / "same.json", "--summary",
              tmp_path / "same.json"], capsys, "--jsonl and --summary both name")
+    (tmp_path / "alias").symlink_to(tmp_path)  # a new file named through a linked folder
+    refused(["video", clip, "--model", tiny_onnx(), "--jsonl", tmp_path / "alias" / "same.json", "--summary",
+             tmp_path / "same.json"], capsys, "--jsonl and --summary both name")
     folder = write_video_folder([grace_hopper_bgr()] * 2, tmp_path / "frames")
     refused(["video", folder, "--model", tiny_onnx(), "--summary", folder / "0001.png"], capsys, "an input")
     assert clip.read_bytes() == clip_bytes and not (tmp_path / "same.json").exists()
@@ -157,9 +160,10 @@ def run_with_file_size_limit(args, cwd, limit_bytes):
 
     def limit():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
-    return subprocess.run([sys.executable, "-m", "fmca_rt", *map(str, args)], cwd=cwd, preexec_fn=limit,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True,
-                          timeout=300)
+    # No bytecode caching in there: importlib does not check its writes, and would leave truncated .pyc files
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.run([sys.executable, "-m", "fmca_rt", *map(str, args)], cwd=cwd, preexec_fn=limit, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def test_predict_on_a_full_disk_says_so_in_one_sentence_and_keeps_the_results_printed(photo, tmp_path):

@@ -38,6 +38,14 @@ def test_non_finite_output_makes_that_image_an_error_and_the_others_keep_their_v
     assert detector.label_for(float("nan")) == "error"
 
 
+def test_an_infinite_logit_is_no_verdict_either(tmp_path):
+    model = mean_log_model(tmp_path / "relu.onnx", relu=True)  # dark: logits [0, -inf], softmax says P(fake) = 0
+    with Detector(model, faces="none") as detector:
+        dark, bright = detector.predict_batch([grey(DARK), grey(BRIGHT)])
+    assert dark.label == "error" and dark.fake_prob is None and "not finite" in dark.error
+    assert bright.fake_prob == pytest.approx(oracle_fake_prob(BRIGHT), abs=1e-6)
+
+
 def test_cli_counts_unscored_images_and_exits_1(model, tmp_path, capsys):
     import cv2
 
