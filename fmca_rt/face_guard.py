@@ -32,8 +32,8 @@ def check_yunet_model(model_path) -> None:
     try:
         graph = read_graph_io(model_path)
     except (NotOnnx, OSError):
-        raise FaceDetectorError(f"{model_path} is not an ONNX model; --faces takes OpenCV's YuNet "
-                                "(face_detection_yunet_2023mar.onnx from the OpenCV model zoo).") from None
+        raise FaceDetectorError(f"OpenCV cannot load {model_path} as a YuNet face detector: it is not an ONNX model "
+                                "(use face_detection_yunet_2023mar.onnx from the OpenCV model zoo).") from None
     missing = [name for name in YUNET_OUTPUTS if name not in graph.outputs]
     if missing or len(graph.inputs) != 1 or next(iter(graph.inputs.values())) not in (4, None):
         raise FaceDetectorError(
