@@ -29,10 +29,11 @@ from pathlib import Path
 from fmca_rt.backends.tensorrt_env import (current_gpu, import_tensorrt, import_tensorrt_plugin,
                                            is_strongly_typed_only)
 from fmca_rt.atomic import write_atomically
-from fmca_rt.backends.face_network import FACE_DETECTOR_KIND
+from fmca_rt.metadata import FACE_DETECTOR_KIND
 from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_engine
 from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
 from fmca_rt.metadata import ModelMetadata
+from fmca_rt.output_paths import OutputPaths
 
 from .trt_builder import BuildRequest, build_plan
 from .trt_options import BatchProfile, BuildOptions, PrecisionPlan, default_timing_cache, plan_precision
@@ -259,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))
     try:
+        outputs = OutputPaths(inputs=[args.checkpoint or args.onnx], error_type=EngineError)
+        outputs.file("--output", args.output)
+        outputs.file("its sidecar", sidecar_path(args.output))
+        outputs.check()  # before TensorRT is imported or anything is built
         output, report = build_engine(options)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)

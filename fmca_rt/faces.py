@@ -99,6 +99,9 @@ class YuNetFaceDetector:
         if not model_path.is_file():
             raise FaceDetectorError(f"YuNet model file {model_path} does not exist; download "
                                     "face_detection_yunet_2023mar.onnx from the OpenCV model zoo.")
+        from .face_guard import check_yunet_model
+
+        check_yunet_model(model_path)  # OpenCV crashes the process on some graphs that are not YuNet
         try:
             self._detector = cv2.FaceDetectorYN.create(str(model_path), "", (320, 320), score_threshold,
                                                        nms_threshold, top_k)

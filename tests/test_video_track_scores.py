@@ -93,13 +93,41 @@ def test_a_score_near_the_threshold_is_classified_on_every_frame():
     assert sum(classifier.calls) == 7
 
 
+def test_a_face_that_looks_different_under_the_same_box_is_classified_again():
+    """A cut to another scene under the same box (the whole image with faces="none", a static camera)."""
+    levels = [20, 30, 200, 205, 24, 24]  # 30 vs 20: 0.04 apart, carried; 200: 0.7 apart, a cut
+    per_frame, scoring, _ = run(brightness_steps(levels), ClassifyPolicy(every=100, margin=0.0, look=0.1))
+    assert [fresh[0] for _, fresh in per_frame] == [True, False, True, False, True, False]
+    assert [probs[0] for probs, _ in per_frame] == pytest.approx([v / 255 for v in (20, 20, 200, 200, 24, 24)])
+    assert scoring.summary(str)["classify"]["look"] == 0.1
+    per_frame, _, _ = run(brightness_steps(levels), ClassifyPolicy(every=100, margin=0.0, look=1.0))
+    assert [fresh[0] for _, fresh in per_frame] == [True] + [False] * 5  # the rule off: the first score carried
+
+
+def test_a_score_that_is_not_finite_is_an_error_never_carried():
+    class Overflowing(BrightnessClassifier):
+        def classify_crops(self, crops):
+            return np.array([np.nan if crop.mean() < 15 else crop.mean() / 255 for crop in crops])
+
+    scoring, tracker, classifier = PerTrackScoring(ClassifyPolicy(every=100, margin=0.0, look=1.0)), IoUTracker(), \
+        Overflowing()
+    frames = [(i, *frame_with([((100, 100, 200, 200), level)])) for i, level in enumerate([10, 60, 60, 60])]
+    results = scoring.score(classifier, tracker, frames, LatencyStats())
+    faces = [results[i][0][0] for i in range(4)]
+    assert [f.label for f in faces] == ["error", "real", "real", "real"] and faces[0].fake_prob is None
+    assert [f.fresh for f in faces] == [True, True, False, False]  # classified again on the next frame
+    assert faces[3].fake_prob == pytest.approx(60 / 255)
+    (track,) = scoring.summary(str)["tracks"]
+    assert track["frames"] == 3 and track["fake_prob"] == pytest.approx(60 / 255)  # the error left out
+
+
 @pytest.mark.parametrize("batch", [2, 3, 5])
 def test_decisions_do_not_depend_on_how_frames_were_batched(batch):
     rng = np.random.default_rng(3)
     levels = rng.choice([60, 120, 127, 133, 200], size=(24, 2))  # some tracks hover at the threshold
     frames = [frame_with([((40 + 2 * i, 60, 140 + 2 * i, 160), a), ((300, 200 - i, 380, 280 - i), b)])
               for i, (a, b) in enumerate(levels)]
-    policy = ClassifyPolicy(every=4, margin=0.02)
+    policy = ClassifyPolicy(every=4, margin=0.02, look=1.0)  # the near-threshold rule decides between refreshes
     one_by_one, scoring_1, _ = run(frames, policy, batch=1)
     batched, scoring_n, classifier = run(frames, policy, batch=batch)
     assert max(classifier.calls_per_batch) > 1  # waiting crops were classified early, where decisions needed them
@@ -117,8 +145,11 @@ def test_bad_policies_are_one_sentence():
 def test_cli_refuses_classify_every_0_in_one_sentence(capsys, tmp_path):
     from fmca_rt.cli import main
 
-    assert main(["video", str(tmp_path), "--model", str(tmp_path / "absent.onnx"), "--classify-every", "0"]) == 2
-    assert capsys.readouterr().err.strip() == "fmca-rt: error: classify_every must be at least 1 frame, not 0."
+    with pytest.raises(SystemExit) as stopped:
+        main(["video", str(tmp_path), "--model", str(tmp_path / "absent.onnx"), "--classify-every", "0"])
+    assert stopped.value.code == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "error: argument --classify-every: expected a positive whole number, got '0'")
 
 
 def test_pipeline_marks_fresh_scores_and_lists_tracks(tmp_path):

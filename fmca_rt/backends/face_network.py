@@ -15,11 +15,10 @@ import numpy as np
 
 from ..errors import BackendError, DependencyError
 from ..face_networks import FaceNetwork, face_network
-from ..metadata import ModelMetadata
+from ..metadata import FACE_DETECTOR_KIND, ModelMetadata
 from .onnxruntime import OnnxRuntimeBackend
 from .tensorrt import TensorRTBackend
 
-FACE_DETECTOR_KIND = "face-detector"
 PACKED_OUTPUT = "detections"
 
 
