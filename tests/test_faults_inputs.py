@@ -69,6 +69,27 @@ def test_a_plug_in_that_misbehaves_gives_that_image_an_error_not_the_batch(faces
     assert good.ok and good.faces  # the same image with a working detector
 
 
+class BatchedBoxes(FixedBoxes):
+    """A batching plug-in (like the CNN detectors) whose batch call fails when one image is too small for it."""
+
+    def detect(self, bgr):
+        if bgr.shape[1] < 100:
+            raise ValueError("image narrower than the network's stride")
+        return super().detect(bgr)
+
+    def detect_batch(self, images):
+        return [self.detect(image) for image in images]
+
+
+def test_a_batch_the_plug_in_cannot_take_gives_only_the_failing_image_an_error():
+    image, narrow = grace_hopper_bgr(), cv2.resize(grace_hopper_bgr(), (60, 70))
+    with Detector(tiny_onnx(), faces=BatchedBoxes((100, 100, 400, 400))) as detector:
+        results = detector.predict_batch([image, narrow, image])
+    assert [r.label for r in results][1] == "error" and "narrower than the network's stride" in results[1].error
+    assert results[0].ok and results[2].ok and [f.box for f in results[0].faces] == [(100, 100, 400, 400)]
+    assert results[0].fake_prob == results[2].fake_prob
+
+
 # ---- decompression bombs ------------------------------------------------------------------------------------
 FORMATS = [(".png", []), (".jpg", []), (".jpg", [cv2.IMWRITE_JPEG_PROGRESSIVE, 1]), (".bmp", []), (".webp", []),
            (".webp", [cv2.IMWRITE_WEBP_QUALITY, 101]), (".tiff", []), (".ppm", []), (".gif", []), (".sr", []),

@@ -5,6 +5,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import cv2
 import numpy as np
+import pytest
 
 from fmca_rt import Detector
 from fmca_rt.backends.onnxruntime import OnnxRuntimeBackend
@@ -25,9 +26,10 @@ def comparable(result) -> dict:
     return {key: value for key, value in result.to_dict().items() if key != "operating_point"}
 
 
-def test_predict_and_predict_batch_from_four_threads_match_serial():
+@pytest.mark.parametrize("faces", ["haar", "auto"])  # OpenCV's cascade keeps per-call state; "auto" is the CNN
+def test_predict_and_predict_batch_from_four_threads_match_serial(faces):
     images = sixteen_photos()
-    with Detector(tiny_onnx()) as detector:
+    with Detector(tiny_onnx(), faces=faces) as detector:
         serial = [comparable(detector.predict(image)) for image in images]
         assert all(record["faces"] for record in serial)
         assert len({record["fake_prob"] for record in serial}) == IMAGES  # every image tells itself apart
