@@ -170,11 +170,7 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print_report(report, predictions)  # first: a failure to write below must not lose the numbers
-    try:
-        write_outputs(out, dataset, predictions, report)
-    except (OSError, FMCAError) as error:
-        reason = f"Cannot write {out}: {describe_os_error(error)}." if isinstance(error, OSError) else str(error)
-        print(f"error: {reason} The metrics above were not saved.", file=sys.stderr)
+    if not _saved(lambda: write_outputs(out, dataset, predictions, report), out, "The metrics above"):
         return 1
     print(f"report: {out / 'report.json'}")
     return _evaluate_robustness(args, out, model, dataset, predictions, device) if args.perturb else 0
@@ -185,14 +181,21 @@ def _evaluate_robustness(args, out: Path, model, dataset, predictions: dict, dev
     robust, scores = robustness_report(model, dataset, predictions, args.perturb,
                                        lambda perturbed: predict(model, perturbed, args.batch_size, context, args.workers))
     print(format_report(robust))  # first, as above
-    try:
-        write_robustness(out, dataset, robust, scores)
-    except (OSError, FMCAError) as error:
-        reason = f"Cannot write {out}: {describe_os_error(error)}." if isinstance(error, OSError) else str(error)
-        print(f"error: {reason} The robustness numbers above were not saved.", file=sys.stderr)
+    if not _saved(lambda: write_robustness(out, dataset, robust, scores), out, "The robustness numbers above"):
         return 1
     print(f"robustness: {out / 'robustness.json'}, {out / 'robustness.png'}")
     return 1 if robust["skipped"] else 0
+
+
+def _saved(write, out: Path, what: str) -> bool:
+    """Run `write`; on failure say in one sentence that `what` was not saved (it was printed before)."""
+    try:
+        write()
+    except (OSError, FMCAError) as error:
+        reason = f"Cannot write {out}: {describe_os_error(error)}." if isinstance(error, OSError) else str(error)
+        print(f"error: {reason} {what} were not saved.", file=sys.stderr)
+        return False
+    return True
 
 
 def print_report(report: dict, predictions: dict) -> None:
