@@ -103,7 +103,8 @@ class ModelMetadata:
     @classmethod
     def from_onnx_props(cls, props: dict[str, str], source: str = "ONNX file") -> "ModelMetadata":
         if METADATA_KEY not in props:
-            raise MetadataError(f"{source} has no fmca-rt metadata; export it with `python -m export.onnx`.")
+            raise MetadataError(f"{source} has no fmca-rt metadata; export it with `python -m export.onnx` "
+                                "(`--import` for a classifier other than FMCA-Net).")
         return cls.from_json(props[METADATA_KEY], source)
 
 
