@@ -162,3 +162,40 @@ def test_unreadable_weights_are_one_sentence(tmp_path):
     weights.write_bytes(b"not a zip file")
     with pytest.raises(FMCAError, match="weights_only=True"):
         import_classifier(weights, tmp_path / "o.onnx", ImportSpec(image_size=64, architecture="timm:resnet18"))
+
+
+def test_evaluate_and_calibrate_an_imported_onnx(fake_real, tmp_path):
+    from PIL import Image
+    from sdk_images import write_face_crops
+
+    from training import calibrate, evaluate
+
+    data = write_face_crops(tmp_path / "data")
+    assert evaluate.main(["--checkpoint", str(fake_real.onnx_path), "--data", str(data), "--split", ".",
+                          "--out", str(tmp_path / "eval")]) == 0
+    rows = (tmp_path / "eval" / "predictions.csv").read_text().splitlines()[1:]
+    crops = {row.split(",")[0]: float(row.split(",")[-1]) for row in rows}
+    assert len(crops) == 12
+
+    def oracle_logits(path):
+        rgb = np.asarray(Image.open(path).convert("RGB").resize((96, 96), Image.BILINEAR), dtype=np.float32)
+        pixels = (rgb / 255 - 0.5) / 0.5
+        import torch
+
+        with torch.no_grad():
+            return fake_real.network(torch.from_numpy(pixels.transpose(2, 0, 1)[None].copy()))[0].numpy()
+
+    logits = {path: oracle_logits(path) for path in crops}
+    for path, p_fake in crops.items():  # column 0 is fake in this model
+        assert abs(p_fake - 1 / (1 + np.exp(logits[path][1] - logits[path][0]))) < 1e-5
+
+    output = tmp_path / "calibrated.onnx"
+    assert calibrate.main(["--checkpoint", str(fake_real.onnx_path), "--data", str(data), "--split", ".",
+                           "--out", str(output), "--fpr", "10"]) == 0
+    with Detector(output, faces="none", threshold="eer") as detector:
+        temperature = detector.calibration.temperature
+        assert temperature != 1.0 and detector.metadata.output_form.fake_index == 0
+        paths = sorted(crops)
+        got = detector.classify_crops([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+    want = [1 / (1 + np.exp((logits[p][1] - logits[p][0]) / temperature)) for p in paths]
+    np.testing.assert_allclose(got, want, atol=1e-5)
