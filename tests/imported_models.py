@@ -90,18 +90,18 @@ def efficientnet_b4_sigmoid(folder: Path) -> Imported:
                     lambda outputs: torch.sigmoid(outputs[:, 0]).numpy())
 
 
-def fake_real_cnn(folder: Path):
-    """A small CNN with outputs (fake, real), its own ONNX export (the user's file), before import."""
+def fake_real_cnn(folder: Path, outputs: int = 2):
+    """A small CNN with outputs (fake, real) (or one logit), its own ONNX export (the user's file), before import."""
     import torch
     from torch import nn
 
     torch.manual_seed(1)
     network = nn.Sequential(
         nn.Conv2d(3, 8, 5, stride=2), nn.ReLU(), nn.Conv2d(8, 16, 3, stride=2), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 2)).eval()
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, outputs)).eval()
     with torch.no_grad():
         network[-1].weight.mul_(30.0)
-    users_file = folder / "fake-real.onnx"
+    users_file = folder / f"small-cnn-{outputs}.onnx"
     torch.onnx.export(network, (torch.zeros(1, 3, 96, 96),), str(users_file), input_names=["input"],
                       output_names=["scores"], dynamo=True, dynamic_shapes=({0: torch.export.Dim("b", max=64)},),
                       verbose=False)
