@@ -199,3 +199,20 @@ def test_evaluate_and_calibrate_an_imported_onnx(fake_real, tmp_path):
         got = detector.classify_crops([np.asarray(Image.open(p).convert("RGB")) for p in paths])
     want = [1 / (1 + np.exp((logits[p][1] - logits[p][0]) / temperature)) for p in paths]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_video_frames_use_the_imported_form_and_crop(fake_real, photos, tmp_path):
+    import cv2
+
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i, photo in enumerate(photos):
+        cv2.imwrite(str(frames / f"{i:03d}.png"), photo)
+    from fmca_rt.video.track_scores import ClassifyPolicy
+
+    with Detector(fake_real.onnx_path, faces="haar") as detector:
+        run = detector.stream(str(frames), classify=ClassifyPolicy(every=1))
+        analysed = [(frame.index, face) for frame in run for face in frame.faces]
+    assert len(analysed) >= 2
+    for index, face in analysed:
+        assert abs(face.fake_prob - fake_real.oracle(photos[index], face.face.box)) < FLOAT32_TOLERANCE

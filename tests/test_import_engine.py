@@ -79,3 +79,21 @@ def test_the_gate_sees_a_drifting_imported_engine(imported, tmp_path, monkeypatc
     assert main(["--onnx", str(path), "--batch", "1:2:4", "--output", str(engine)]) == 1
     assert "P(fake) differs from ONNX Runtime float32" in capsys.readouterr().err
     assert not engine.exists()
+
+
+def test_triton_repository_declares_the_imported_outputs(imported, tmp_path):
+    pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] ships Triton's model-config protobuf")
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from export.triton_repo import write_repository
+    from fmca_rt.serve.protocol import check_served_model, metadata_from_config
+
+    path, width = imported
+    model_dir = write_repository(path, tmp_path / "repo", max_batch=8)
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+    assert [(t.name, list(t.dims)) for t in config.input] == [("input", [3, 96, 96])]
+    assert [(t.name, list(t.dims)) for t in config.output] == [("scores", [width])]
+    as_served = json_format.MessageToDict(config, preserving_proto_field_name=True)  # what a client fetches
+    metadata = metadata_from_config(as_served, "the server")
+    assert metadata.output_width == width and check_served_model(as_served, metadata, "the server") == 8
