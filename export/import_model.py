@@ -79,17 +79,23 @@ def _import_onnx(source: Path, output: Path, spec: ImportSpec) -> Path:
         raise ExportError(f"{source} has {len(inputs)} inputs and {len(model.graph.output)} outputs; an imported "
                           "classifier takes one image batch and returns one batch of logits.")
     dims = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-    graph_size = dims[2] if len(dims) == 4 and dims[2] == dims[3] else None
+    if len(dims) != 4 or dims[1] not in (3, None):
+        raise ExportError(f"{source}'s input {inputs[0].name!r} has shape {dims}; an imported classifier takes "
+                          "B x 3 x S x S RGB pixels.")
+    graph_size = dims[2] if dims[2] == dims[3] else None
     size = spec.image_size or graph_size
     if size is None:
         raise ExportError(f"{source}'s input {inputs[0].name!r} has no fixed square size ({dims}); give it with "
                           "--image-size N.")
     if graph_size is not None and size != graph_size:
         raise ExportError(f"--image-size {size} contradicts {source}'s input, which is {graph_size} x {graph_size}.")
-    batch = dims[0] if len(dims) == 4 and dims[0] else "dynamic"
+    batch = dims[0] or "dynamic"
     metadata = spec.metadata(size, source.name, inputs[0].name, model.graph.output[0].name, sha256_of(source),
                              {"batch": batch, "plugins": False, "precision": "float32"})
-    original = cpu_session(source)
+    try:
+        original = cpu_session(source)
+    except RuntimeError as error:  # onnxruntime's load failures derive from it
+        raise ExportError(f"ONNX Runtime cannot load {source}: {str(error).splitlines()[0]}") from None
     attach_metadata(model, metadata)
 
     def reference(pixels: np.ndarray) -> np.ndarray:

@@ -58,6 +58,8 @@ class ImportSpec:
         metadata = ModelMetadata(config=self.config(image_size, source), input_name=input_name,
                                  output_name=output_name, source_sha256=source_sha256, extra=extra)
         problems = metadata_problems(metadata)
+        if "fake" not in self.class_names:
+            problems.append(f"the classes {list(self.class_names)} name no 'fake' (--classes, in output order)")
         if problems:
             raise ExportError(f"Cannot import {source}: {'; '.join(problems)}.")
         return metadata
