@@ -122,6 +122,8 @@ def test_import_refuses_a_form_the_graph_does_not_have(tmp_path, capsys):
     message = capsys.readouterr().err.strip()
     assert message.count("\n") == 0 and "needs 1 x 1" in message and "--output-form" in message
     assert not output.exists()
+    assert main(["--import", str(users_file), "--classes", "cat,dog", "--output", str(output)]) == 1
+    assert "name no 'fake'" in capsys.readouterr().err and not output.exists()
 
 
 def test_weights_that_do_not_fit_are_one_sentence(tmp_path, capsys):
