@@ -36,8 +36,8 @@ from .dataset import FaceCropDataset, Item, collate
 from .distributed import DistributedContext, all_gather_objects
 from .metrics import compute_metrics
 from .model import FMCANet
-from .perturb import parse_perturbations
 from .onnx_classifier import load_classifier
+from .perturb import parse_perturbations
 from .plots import plot_confusion_matrix, plot_robustness, plot_roc
 from .robustness import format_report, robustness_report, write_predictions
 from .thresholds import format_points, operating_points
