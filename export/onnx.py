@@ -2,6 +2,7 @@
 
     python -m export.onnx --checkpoint CKPT --output model.onnx [--opset N] [--batch N|dynamic]
                           [--plugins] [--int8 --calib DIR [--holdout DIR]]
+    python -m export.onnx --import model.onnx|weights.pth --output model.onnx [--arch ...]  (export/import_model.py)
 
 The graph has input `pixels` (B x 3 x S x S float32, normalized) and output `logits` (B x classes), a
 dynamic batch unless `--batch N`, LayerNormalization nodes, folded constants (the resized position
@@ -76,15 +77,17 @@ def _check_batch(batch: str | int) -> None:
         raise ExportError(f"Batch must be 'dynamic' or a positive integer, not {batch!r}.")
 
 
-def trace_to_onnx(model: FMCANet, opset: int = MIN_OPSET, batch: str | int = "dynamic",
-                  plugins: bool = False) -> onnx.ModelProto:
-    """torch.onnx (dynamo) export of an eval-mode model; plugin nodes in place of the DWT and attention."""
+def trace_to_onnx(model: torch.nn.Module, opset: int = MIN_OPSET, batch: str | int = "dynamic",
+                  plugins: bool = False, image_size: int | None = None) -> onnx.ModelProto:
+    """torch.onnx (dynamo) export of an eval-mode model; plugin nodes in place of the DWT and attention.
+    `image_size` is for networks other than FMCA-Net (imported classifiers), which carry no config."""
     if opset < MIN_OPSET:
         raise ExportError(f"Opset {opset} is too old: the exporter writes opset {MIN_OPSET} or newer.")
     _check_batch(batch)
-    size = model.config.image_size
+    size = image_size or model.config.image_size
     example = torch.zeros(2 if batch == "dynamic" else batch, 3, size, size)
-    dynamic = {INPUT_NAME: {0: torch.export.Dim("batch", min=1, max=4096)}} if batch == "dynamic" else None
+    # positional, so any network's forward argument name works (FMCA-Net's is `pixels`, timm's `x`)
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if batch == "dynamic" else None
     implementation = plugin_ops.IMPLEMENTATION_NAME if plugins else "reference"
     try:
         with ops.implementation(implementation), torch.no_grad(), warnings.catch_warnings():
@@ -179,7 +182,10 @@ def _batch_argument(text: str) -> str | int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m export.onnx", description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", required=True, help="FMCA-Net checkpoint (.pth), fmca-rt or published format")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="FMCA-Net checkpoint (.pth), fmca-rt or published format")
+    source.add_argument("--import", dest="import_source", metavar="MODEL",
+                        help="another face classifier: an ONNX file, or PyTorch weights with --arch")
     parser.add_argument("--output", required=True, help="ONNX file to write")
     parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f"ONNX opset, >= {MIN_OPSET} (default %(default)s)")
     parser.add_argument("--batch", type=_batch_argument, default="dynamic", help="'dynamic' (default) or a fixed size")
@@ -188,6 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--calib", help="folder of face crops to calibrate INT8 on")
     parser.add_argument("--holdout", help="folder of face crops to measure INT8 on (real/ and fake/ give an AUC); "
                                           "default: every 4th --calib image, kept out of calibration")
+    from .import_model import add_import_arguments
+
+    add_import_arguments(parser)
     return parser
 
 
@@ -196,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.int8 and not args.calib:
         parser.error("--int8 needs --calib DIR (face crops to calibrate on)")
+    if args.import_source and (args.plugins or args.int8):
+        parser.error("--plugins and --int8 are for FMCA-Net checkpoints; an imported classifier is written as is "
+                     "(the cpu backend quantizes it on first use)")
     if args.int8 and args.plugins:
         parser.error("--int8 quantizes the ONNX Runtime graph; it cannot be combined with --plugins")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
@@ -203,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
     path = None
     try:
         with signals_interrupt():  # SIGTERM and SIGHUP unwind like Ctrl-C, so the temporary file is removed
+            if args.import_source:
+                from .import_model import import_classifier, spec_from_args
+
+                path = import_classifier(args.import_source, args.output, spec_from_args(args), args.opset, args.batch)
+                return 0
             if args.int8:
                 from .quantize import int8_path_for
 

@@ -84,11 +84,9 @@ def _calibration_reader(input_name: str, pixels: np.ndarray, batch: int):
     return Reader()
 
 
-def _fake_probability(session, pixels: np.ndarray, fake_index: int) -> np.ndarray:
-    (logits,) = session.run(None, {session.get_inputs()[0].name: pixels})
-    logits = logits - logits.max(axis=1, keepdims=True)
-    probabilities = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    return probabilities[:, fake_index]
+def _fake_probability(session, pixels: np.ndarray, form) -> np.ndarray:
+    (outputs,) = session.run(None, {session.get_inputs()[0].name: pixels})
+    return form.fake_probability(outputs)
 
 
 def int8_path_for(float_path: Path) -> Path:
@@ -128,9 +126,8 @@ def quantize_int8(float_onnx: str | Path, calib_dir: str | Path, output: str | P
             raise ExportError(f"ONNX Runtime could not quantize {float_onnx}: {str(error).splitlines()[0]}") from None
         quantized = onnx.load(str(quantized_path))
 
-    fake_index = metadata.class_names.index("fake") if "fake" in metadata.class_names else 1
-    reference = _fake_probability(cpu_session(float_model), holdout_pixels, fake_index)
-    int8 = _fake_probability(cpu_session(quantized), holdout_pixels, fake_index)
+    reference = _fake_probability(cpu_session(float_model), holdout_pixels, metadata.output_form)
+    int8 = _fake_probability(cpu_session(quantized), holdout_pixels, metadata.output_form)
     delta = np.abs(int8 - reference)
     labels = [label_of(p) for p in holdout_kept]
     aucs = (None, None) if None in labels else (roc_auc(np.array(labels), reference), roc_auc(np.array(labels), int8))

@@ -128,7 +128,7 @@ def build_config(artifact: Artifact, name: str = DEFAULT_MODEL_NAME, max_batch: 
                             default_model_filename=artifact.file_name)
     size = meta.image_size
     config.input.add(name=meta.input_name, data_type=pb.TYPE_FP32, dims=[3, size, size])
-    config.output.add(name=meta.output_name, data_type=pb.TYPE_FP32, dims=[len(meta.class_names)])
+    config.output.add(name=meta.output_name, data_type=pb.TYPE_FP32, dims=[meta.output_width])
     config.dynamic_batching.max_queue_delay_microseconds = queue_delay_us
     preferred = sorted({b for b in (artifact.batch_opt, largest) if b is not None and b <= batch})
     config.dynamic_batching.preferred_batch_size.extend(preferred)

@@ -66,8 +66,9 @@ def validation_inputs(metadata: ModelMetadata, batch: int, seed: int = 0) -> dic
 
 def validate(run_engine, run_reference, metadata: ModelMetadata, batch: int, tolerance: float) -> AccuracyReport:
     """`run_engine` and `run_reference` map float32 pixels (any batch) to logits."""
-    fake_index = metadata.class_names.index("fake") if "fake" in metadata.class_names else 1
-    cases = {name: compare(run_reference(pixels), run_engine(pixels), fake_index)
+    form = metadata.output_form
+    cases = {name: compare(form.softmax_logits(run_reference(pixels)), form.softmax_logits(run_engine(pixels)),
+                           form.fake_index)
              for name, pixels in validation_inputs(metadata, batch).items()}
     return AccuracyReport(cases, tolerance)
 

@@ -55,11 +55,15 @@ class ParityReport:
 def parity_inputs(model: FMCANet, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A batch of standard-normal pixels and a batch of preprocessed real face crops (repeated if needed)."""
     config = model.config
+    return parity_pixels(config.image_size, config.mean, config.std, config.preprocessing, batch, seed)
+
+
+def parity_pixels(size: int, mean, std, preprocessing: str, batch: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """`parity_inputs` for any classifier's input spec."""
     generator = torch.Generator().manual_seed(seed + batch)
-    pixels = torch.randn(batch, 3, config.image_size, config.image_size, generator=generator).numpy()
+    pixels = torch.randn(batch, 3, size, size, generator=generator).numpy()
     crops = shipped_face_crops()
-    faces = preprocess([crops[i % len(crops)] for i in range(batch)], config.image_size, config.mean, config.std,
-                       config.preprocessing)
+    faces = preprocess([crops[i % len(crops)] for i in range(batch)], size, mean, std, preprocessing)
     return {"random": pixels, "faces": faces}
 
 

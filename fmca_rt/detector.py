@@ -52,7 +52,7 @@ class Detector:
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
                  threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
-                 crop_scale: float = 1.3, align_faces: bool | None = None):
+                 crop_scale: float | None = None, align_faces: bool | None = None):
         if batch_size < 1:
             raise FMCAError(f"batch_size must be at least 1, got {batch_size}.")
         self.backend = model if isinstance(model, Backend) else create_backend(model, backend, device)
@@ -71,15 +71,17 @@ class Detector:
             raise
         self.threshold = self.operating_point.threshold
         self.batch_size = batch_size
-        self.crop_scale = crop_scale
+        self.crop_scale = self.metadata.crop_scale if crop_scale is None else crop_scale  # the model's, 1.3 for FMCA-Net
         # Eye-level crops for models trained on them (training.prepare --align-faces); the model's config may say.
         self.align_faces = bool(self.metadata.config.get("align_faces", False)) if align_faces is None else align_faces
         self.latency = LatencyStats()
-        self._fake_index = self._class_index("fake")
+        self._class_index("fake")
+        self._output_form = self.metadata.output_form
 
     def _class_index(self, name: str) -> int:
         names = list(self.metadata.class_names)
         if name not in names:
+            self.backend.deactivate()
             raise FMCAError(f"The model's classes are {names}; fmca-rt needs one named {name!r}.")
         return names.index(name)
 
@@ -120,7 +122,7 @@ class Detector:
                 logits = self.backend.infer(pixels)
             finite = np.isfinite(logits).all(axis=1)
             with np.errstate(invalid="ignore", over="ignore"):
-                probs.append(np.where(finite, self.calibration.fake_probability(logits, self._fake_index), np.nan))
+                probs.append(np.where(finite, self._calibrated_fake_probability(logits), np.nan))
         return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
     def label_for(self, fake_prob: float) -> str:
@@ -216,7 +218,12 @@ class Detector:
 
     def _fake_probability_of_pixels(self, pixels: np.ndarray) -> np.ndarray:
         with self.latency.measure("explain", len(pixels)):
-            return self.calibration.fake_probability(self.backend.infer(pixels), self._fake_index)
+            return self._calibrated_fake_probability(self.backend.infer(pixels))
+
+    def _calibrated_fake_probability(self, outputs: np.ndarray) -> np.ndarray:
+        """The model's outputs (softmax logits or one sigmoid logit, its metadata says) -> calibrated P(fake)."""
+        form = self._output_form
+        return self.calibration.fake_probability(form.softmax_logits(outputs), form.fake_index)
 
     # ---- video --------------------------------------------------------------------------------------------
     def stream(self, source, **options):

@@ -3,6 +3,11 @@
 An ONNX file stores it as one JSON string under the `fmca_rt` key of its `metadata_props`; a TensorRT
 engine in its sidecar JSON (`fmca.engine.json`) under the same key. The model's config is the checkpoint's,
 verbatim.
+
+Schema 2 adds what classifiers other than FMCA-Net need (`python -m export.onnx --import`), all optional in
+the config so schema-1 artifacts load unchanged with FMCA-Net's values: `crop_scale` (the face crop's side
+over the face box's longer side; 1.3 when absent) and `output` (fmca_rt.output_form: softmax over the
+class names when absent, or one sigmoid logit and which class it means).
 """
 
 from __future__ import annotations
@@ -13,9 +18,11 @@ from dataclasses import asdict, dataclass, field
 
 from ._version import __version__
 from .errors import FMCAError
+from .output_form import OutputForm
 
 METADATA_KEY = "fmca_rt"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+DEFAULT_CROP_SCALE = 1.3  # FMCA-Net's crops, and every schema-1 artifact's
 FACE_DETECTOR_KIND = "face-detector"  # the config "kind" of a face detector artifact (fmca_rt.backends.face_network)
 
 
@@ -56,6 +63,19 @@ class ModelMetadata:
     def preprocessing(self) -> str:
         return self.config["preprocessing"]
 
+    @property
+    def crop_scale(self) -> float:
+        return float(self.config.get("crop_scale", DEFAULT_CROP_SCALE))
+
+    @property
+    def output_form(self) -> OutputForm:
+        return OutputForm.from_config(self.config)
+
+    @property
+    def output_width(self) -> int:
+        """How many numbers the model outputs per face (1 for a sigmoid logit)."""
+        return self.output_form.width
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
 
@@ -83,7 +103,8 @@ class ModelMetadata:
     @classmethod
     def from_onnx_props(cls, props: dict[str, str], source: str = "ONNX file") -> "ModelMetadata":
         if METADATA_KEY not in props:
-            raise MetadataError(f"{source} has no fmca-rt metadata; export it with `python -m export.onnx`.")
+            raise MetadataError(f"{source} has no fmca-rt metadata; export it with `python -m export.onnx` "
+                                "(`--import` for a classifier other than FMCA-Net).")
         return cls.from_json(props[METADATA_KEY], source)
 
 
@@ -105,6 +126,20 @@ def _face_detector_problems(metadata: ModelMetadata) -> list[str]:
         problems.append("mean is not three numbers")
     if not (isinstance(metadata.input_name, str) and isinstance(metadata.output_name, str)):
         problems.append("input_name and output_name are not names")
+    return problems
+
+
+def _import_problems(config: dict) -> list[str]:
+    """The schema-2 entries: crop scale and output form."""
+    problems = []
+    scale = config.get("crop_scale", DEFAULT_CROP_SCALE)
+    if not _numbers([scale], 1) or not 0.5 <= scale <= 4:
+        problems.append(f"crop_scale {scale!r} is not a number between 0.5 and 4")
+    output = config.get("output")
+    if output is not None and not (isinstance(output, dict) and isinstance(output.get("form"), str)):
+        problems.append(f"output {output!r} does not name a form")
+    elif isinstance(config["class_names"], list):
+        problems += OutputForm.from_config(config).problems()
     return problems
 
 
@@ -132,6 +167,7 @@ def metadata_problems(metadata: ModelMetadata) -> list[str]:
         problems.append(f"class_names {names!r} are not two or more names")
     if config["preprocessing"] not in RESIZE_METHODS:
         problems.append(f"preprocessing {config['preprocessing']!r} is not one of {', '.join(sorted(RESIZE_METHODS))}")
+    problems += _import_problems(config)
     if not (isinstance(metadata.input_name, str) and isinstance(metadata.output_name, str)):
         problems.append("input_name and output_name are not names")
     return problems

@@ -218,9 +218,10 @@ class BuildWorld:
         return [call[1] for call in self.calls if call[0] == "flag"]
 
 
-def fake_build_api(generation, engine_compute=None, memory=None, **world_options):
+def fake_build_api(generation, engine_compute=None, memory=None, engine_options=None, **world_options):
     """(`tensorrt` module for the build, BuildWorld). With `engine_compute`, the plan deserializes (through
-    `trt.Runtime`) to a `FakeEngine` computing `engine_compute(pixels)` in `memory` with the built profile."""
+    `trt.Runtime`) to a `FakeEngine` computing `engine_compute(pixels)` in `memory` with the built profile
+    (`engine_options`: its tensor names and output width, for models other than FMCA-Net)."""
     world = BuildWorld(generation, **world_options)
 
     class EnginePlans(dict):
@@ -228,7 +229,8 @@ def fake_build_api(generation, engine_compute=None, memory=None, **world_options
             if engine_compute is None or plan != world.plan or world.profile is None:
                 return default
             low, opt, high = world.profile
-            return FakeEngine(world.trt, memory, engine_compute, batches=(low[0], opt[0], high[0]), size=low[-1])
+            return FakeEngine(world.trt, memory, engine_compute, batches=(low[0], opt[0], high[0]), size=low[-1],
+                              **(engine_options or {}))
 
     plans = EnginePlans()
     world.trt = tensorrt_api(generation, Builder=lambda logger: FakeBuilder(world),

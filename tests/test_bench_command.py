@@ -85,7 +85,8 @@ def test_a_second_run_reuses_the_exported_files(quick_run, capsys):
 
 @pytest.mark.parametrize("arguments, message", [
     (["--model", "missing.pth"], "does not exist"),
-    (["--model", "model.onnx"], "starts from the checkpoint"),
+    (["--model", "model.engine"], "starts from the checkpoint"),
+    (["--model", "model.onnx"], "Model file model.onnx does not exist"),
     (["--model", "nonsense"], "must be a checkpoint"),
     (["--model", "tiny", "--backends", "torch-fp32,warp-drive"], "Unknown benchmark backend warp-drive"),
     (["--model", "tiny", "--backends", "cpu", "--device", "cuda"], "run on the CPU only"),

@@ -104,11 +104,11 @@ def validation_logits(checkpoint: str, data: str, split: str, batch_size: int, d
     from .dataset import FaceCropDataset, Item
     from .distributed import DistributedContext
     from .evaluate import predict
-    from .model import FMCANet
+    from .onnx_classifier import load_classifier
 
     device = torch.device("cuda" if device_name == "auto" and torch.cuda.is_available() else
                           ("cpu" if device_name == "auto" else device_name))
-    model = FMCANet.from_checkpoint(checkpoint, map_location=device).to(device)
+    model = load_classifier(checkpoint, device)
     folder = split_folder(data, split)
     samples = load_split(folder, None)  # both classes are required
     print(f"Calibrating {checkpoint} on {folder}: {describe(samples)}")
@@ -123,7 +123,8 @@ def validation_logits(checkpoint: str, data: str, split: str, batch_size: int, d
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="fmca-rt or published-format checkpoint (.pth)")
+    parser.add_argument("--checkpoint", required=True, help="fmca-rt or published-format checkpoint (.pth), or an "
+                                                            "ONNX classifier (-> <name>-calibrated.onnx)")
     parser.add_argument("--data", required=True, help="dataset root, or a folder holding real/ and fake/")
     parser.add_argument("--split", default="valid", help="split folder under --data (default: valid)")
     parser.add_argument("--fpr", type=float, nargs="+", default=[100 * f for f in DEFAULT_TARGET_FPRS],
@@ -158,7 +159,7 @@ def _abstain_targets(text: str) -> AbstainTargets:
 def main(argv=None) -> int:
     args = parse_args(argv)
     checkpoint = Path(args.checkpoint)
-    output = Path(args.out) if args.out else checkpoint.with_name(f"{checkpoint.stem}-calibrated.pth")
+    output = Path(args.out) if args.out else checkpoint.with_name(f"{checkpoint.stem}-calibrated{checkpoint.suffix}")
     report_dir = Path(args.report_dir) if args.report_dir else output.with_name(f"{output.stem}-calibration")
     try:
         model, folder, logits, labels, videos, unreadable = validation_logits(
@@ -174,7 +175,12 @@ def main(argv=None) -> int:
         plot_reliability(diagrams, calibration.temperature, report_dir / "reliability.png")
         report = {"checkpoint": str(checkpoint), "calibrated_checkpoint": str(output), **calibration.to_dict()}
         (report_dir / "calibration.json").write_text(json.dumps(report, indent=2) + "\n")
-        write_calibrated_checkpoint(checkpoint, output, calibration)
+        from .onnx_classifier import is_onnx, write_calibrated_onnx
+
+        if is_onnx(checkpoint):
+            write_calibrated_onnx(checkpoint, output, calibration)
+        else:
+            write_calibrated_checkpoint(checkpoint, output, calibration)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

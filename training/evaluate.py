@@ -36,6 +36,7 @@ from .dataset import FaceCropDataset, Item, collate
 from .distributed import DistributedContext, all_gather_objects
 from .metrics import compute_metrics
 from .model import FMCANet
+from .onnx_classifier import load_classifier
 from .perturb import parse_perturbations
 from .plots import plot_confusion_matrix, plot_robustness, plot_roc
 from .robustness import format_report, robustness_report, write_predictions
@@ -117,7 +118,8 @@ def write_outputs(out_dir: Path, dataset: FaceCropDataset, predictions: dict, re
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m training.evaluate", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", required=True, help="fmca-rt or published-format checkpoint (.pth)")
+    parser.add_argument("--checkpoint", required=True, help="fmca-rt or published-format checkpoint (.pth), or an "
+                                                            "ONNX classifier (exported or `--import`ed)")
     parser.add_argument("--data", required=True, help="dataset root, or a folder holding real/ and fake/")
     parser.add_argument("--split", default="valid", help="split folder under --data (default: valid)")
     parser.add_argument("--out", required=True, help="folder for report.json, predictions.csv and plots")
@@ -155,7 +157,7 @@ def main(argv=None) -> int:
         outputs.check()  # before the evaluation, which can take hours
         device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                               ("cpu" if args.device == "auto" else args.device))
-        model = FMCANet.from_checkpoint(args.checkpoint, map_location=device).to(device)
+        model = load_classifier(args.checkpoint, device)
         folder = split_folder(args.data, args.split)
         samples = load_split(folder, None, required_classes=())
         if not samples:

@@ -96,7 +96,7 @@ class Backend:
         step = self._max_chunk(len(pixels))
         chunks = [self._infer_chunk(pixels[i:i + step]) for i in range(0, len(pixels), step)]
         self.last_inference_time = time.perf_counter() - start
-        return np.concatenate(chunks) if chunks else np.zeros((0, len(self.metadata.class_names)), np.float32)
+        return np.concatenate(chunks) if chunks else np.zeros((0, self.metadata.output_width), np.float32)
 
     # ---- checks and batching --------------------------------------------------------------------------
     def _check_input(self, pixels: np.ndarray) -> None:
@@ -122,7 +122,7 @@ class Backend:
         return logits[:real]
 
     def _check_output(self, logits: np.ndarray, batch: int) -> None:
-        expected = (batch, len(self.metadata.class_names))
+        expected = (batch, self.metadata.output_width)
         if logits.shape != expected:
             raise BackendError(f"The {self.name} backend returned logits of shape {logits.shape}, "
                                f"expected {expected}.")

@@ -40,7 +40,7 @@ class OnnxRuntimeBackend(Backend):
         """The metadata must describe the graph: its input and output names and sizes (BackendError)."""
         inputs = {i.name: i.shape for i in self._session.get_inputs()}
         outputs = {o.name: o.shape for o in self._session.get_outputs()}
-        size, classes = metadata.image_size, len(metadata.class_names)
+        size, width = metadata.image_size, metadata.output_width
         problem = None
         if metadata.input_name not in inputs:
             problem = f"its metadata names the input {metadata.input_name!r}, but the graph's is {', '.join(inputs)}"
@@ -51,8 +51,10 @@ class OnnxRuntimeBackend(Backend):
             expected = [None, 3, size, size]
             if len(shape) != 4 or any(isinstance(d, int) and e is not None and d != e for d, e in zip(shape, expected)):
                 problem = f"its metadata says B x 3 x {size} x {size} pixels, but the graph takes {shape}"
-            elif len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != classes):
-                problem = f"its metadata names {classes} classes, but the graph's output has shape {out_shape}"
+            elif len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != width):
+                problem = (f"its metadata says {width} output{'s' if width > 1 else ''} per face "
+                           f"({metadata.output_form.kind} over {', '.join(metadata.class_names)}), but the graph's "
+                           f"output has shape {out_shape}")
         if problem:
             del self._session
             raise BackendError(f"{self.model_path} does not match its own metadata: {problem}; export it again with "

@@ -196,7 +196,7 @@ class TensorRTBackend(Backend):
 
         if not self.is_active:
             raise BackendError("The tensorrt backend is not active; call activate() or use it in a with block.")
-        size, classes = self.metadata.image_size, len(self.metadata.class_names)
+        size, classes = self.metadata.image_size, self.metadata.output_width
         index = device_index(self.device)
         if (not isinstance(pixels, torch.Tensor) or pixels.dtype != torch.float32 or pixels.dim() != 4
                 or tuple(pixels.shape[1:]) != (3, size, size) or pixels.device != torch.device("cuda", index)):

@@ -3,6 +3,7 @@
     fmca-rt benchmark --model b14                   # the paper's model with random weights (timing only)
     fmca-rt benchmark --model best.pth --backends torch-fp32,onnxruntime-fp32,cpu --batch 1,8 --json out.json
     fmca-rt benchmark --model tiny --quick          # seconds; what CI runs
+    fmca-rt benchmark --model mine.onnx --compare b14   # another classifier beside FMCA-Net (side_by_side.py)
 """
 
 from __future__ import annotations
@@ -36,7 +37,10 @@ def _positive_ints(text: str) -> tuple[int, ...]:
 
 def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", "-m", required=True,
-                        help="an FMCA-Net checkpoint (.pth), or a preset name (b14, s14, tiny) for random weights")
+                        help="an FMCA-Net checkpoint (.pth), or a preset name (b14, s14, tiny) for random weights; "
+                             "an ONNX classifier (.onnx) is timed beside FMCA-Net (--compare)")
+    parser.add_argument("--compare", default="b14", help="with an .onnx --model: the FMCA-Net preset beside it "
+                                                         "(random weights; default %(default)s)")
     parser.add_argument("--backends", default=",".join(DEFAULT_VARIANTS),
                         help=f"comma-separated, from: {', '.join(VARIANTS)} (default: all but tensorrt); "
                              "torch-fp32, the baseline, always runs")
@@ -82,7 +86,8 @@ def _checkpoint(model: str, seed: int, work_dir: Path) -> tuple[Path, str]:
         return random_weights_checkpoint(model, seed, work_dir), f"preset {model}, random weights (seed {seed})"
     if path.suffix.lower() in (".onnx", ".engine", ".plan"):
         raise ConfigError(f"The benchmark starts from the checkpoint (PyTorch eager is its baseline); pass the "
-                          f".pth {path.name} was exported from, and --engine for a TensorRT engine.")
+                          f".pth {path.name} was exported from, and --engine for a TensorRT engine (an .onnx "
+                          "--model is timed beside FMCA-Net).")
     raise ConfigError(f"--model must be a checkpoint (.pth) or a preset ({', '.join(sorted(PRESETS))}), not {model!r}.")
 
 
@@ -134,7 +139,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
     from ..output_paths import OutputPaths
 
     model = Path(args.model)
-    outputs = OutputPaths(inputs=[model] if model.suffix.lower() in (".pth", ".pt") else [], model=args.engine)
+    outputs = OutputPaths(inputs=[model] if model.suffix.lower() in (".pth", ".pt", ".onnx") else [], model=args.engine)
     outputs.file("--json", args.json)
     outputs.file("--markdown", args.markdown)
     outputs.check()
@@ -161,8 +166,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="fmca-bench-") as scratch:
         work_dir = args.work_dir or Path(scratch)
         work_dir.mkdir(parents=True, exist_ok=True)
-        checkpoint, description = _checkpoint(args.model, args.seed, work_dir)
         timing, accuracy, calibration = _crops()
+        if Path(args.model).suffix.lower() == ".onnx":
+            return _side_by_side(args, settings, work_dir, timing)
+        checkpoint, description = _checkpoint(args.model, args.seed, work_dir)
         artifacts = Artifacts(checkpoint, work_dir, calibration, engine=args.engine)
         result = run_benchmark(variants, artifacts, timing, accuracy, None if args.no_frame else default_frame(),
                                settings, {"description": description, "checkpoint": str(checkpoint)})
@@ -177,3 +184,29 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         print(f"fmca-rt: error: {error} The tables above were not saved.", file=sys.stderr)
         return 1
     return 0
+
+
+def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: list[np.ndarray]) -> int:
+    from ..atomic import write_atomically
+    from ..video.sinks import write_json_atomically
+    from .artifacts import Artifacts
+    from .side_by_side import markdown_table, run_side_by_side
+
+    if not Path(args.model).is_file():
+        raise ConfigError(f"Model file {args.model} does not exist.")
+    checkpoint, _ = _checkpoint(args.compare, args.seed, work_dir)
+    fmca_onnx = Artifacts(checkpoint, work_dir, []).path("onnx-fp32")
+    result = run_side_by_side(Path(args.model), fmca_onnx, f"FMCA-Net {args.compare}", crops, settings,
+                              args.backends, work_dir / "cpu-cache")
+    text = markdown_table(result)
+    print(text)
+    try:
+        if args.json:
+            write_json_atomically(args.json, result)
+        if args.markdown:
+            write_atomically(args.markdown, text + "\n")
+    except OutputError as error:
+        print(f"fmca-rt: error: {error} The table above was not saved.", file=sys.stderr)
+        return 1
+    return 0
+

@@ -21,7 +21,7 @@ from ..backends import Backend
 from ..detector import Detector
 from ..errors import FMCAError
 from ..preprocess import preprocess
-from .accuracy import compare_outputs, softmax
+from .accuracy import compare_outputs
 from .artifacts import Artifacts
 from .machine import load_average, machine_info
 from .stats import PeakMemorySampler, Stopwatch, current_rss_mb, percentiles_ms
@@ -52,14 +52,14 @@ class Contender:
         self.watches: dict[int, Stopwatch] = {}
         self.frame_watch = Stopwatch()
         self.gpu_peak_mb: float | None = None
-        self.fake_index = list(backend.metadata.class_names).index("fake")
+        self.form = backend.metadata.output_form
 
     def pixels(self, crops: list[np.ndarray]) -> np.ndarray:
         meta = self.backend.metadata
         return preprocess(crops, meta.image_size, meta.mean, meta.std, meta.preprocessing)
 
     def postprocess(self, logits: np.ndarray) -> np.ndarray:
-        probs = softmax(logits)[:, self.fake_index]
+        probs = self.form.fake_probability(logits)
         return np.where(probs >= 0.5, "fake", "real")
 
     def iteration(self, crops: list[np.ndarray], watch: Stopwatch) -> None:
@@ -138,7 +138,8 @@ def _accuracy(contenders: list[Contender], crops: list[np.ndarray]) -> list[dict
     logits = {c.name: np.concatenate([c.backend.infer(c.pixels(crops[i:i + 8])) for i in range(0, len(crops), 8)])
               for c in contenders}
     reference = logits[BASELINE]
-    return [{"variant": c.name, **compare_outputs(reference, logits[c.name], c.fake_index)} for c in contenders]
+    return [{"variant": c.name, **compare_outputs(c.form.softmax_logits(reference), c.form.softmax_logits(logits[c.name]),
+                                                  c.form.fake_index)} for c in contenders]
 
 
 def _rows(contenders: list[Contender], settings: Settings, sampler: PeakMemorySampler) -> list[dict]:

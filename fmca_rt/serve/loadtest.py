@@ -178,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
     local = create_backend(args.model, args.backend).activate()
     meta = local.metadata
     calibration = Calibration.from_dict(meta.calibration, str(args.model))
-    fake_index, threshold = list(meta.class_names).index("fake"), calibration.operating_point(None).threshold
+    form, threshold = meta.output_form, calibration.operating_point(None).threshold
     pixels = preprocess(crop_pool(args.images, meta.image_size), meta.image_size, meta.mean, meta.std,
                         meta.preprocessing)
     requests = make_requests(pixels, args.requests, args.crops_per_request)
@@ -196,7 +196,8 @@ def run(args: argparse.Namespace) -> int:
             result, answers = run_load(server.urls[protocol], protocol, requests, args.clients, args.time_limit)
             batches = sum(server.merged_requests.values())
             result.merged = sum(n * c for n, c in server.merged_requests.items()) / batches if batches else float("nan")
-            compare(result, answers, expected, calibration, fake_index, threshold)
+            compare(result, [None if a is None else form.softmax_logits(a) for a in answers],
+                    [form.softmax_logits(e) for e in expected], calibration, form.fake_index, threshold)
             rows.append(result)
         probes = {protocol: TritonBackend(server.urls[protocol]).activate() for protocol in args.protocol}
         reference = requests[0]

@@ -72,7 +72,7 @@ def check_served_model(config: dict, metadata: ModelMetadata, source: str) -> in
     inputs = {t["name"]: t for t in config.get("input", [])}
     outputs = {t["name"]: t for t in config.get("output", [])}
     size = metadata.image_size
-    expected = {metadata.input_name: [3, size, size], metadata.output_name: [len(metadata.class_names)]}
+    expected = {metadata.input_name: [3, size, size], metadata.output_name: [metadata.output_width]}
     for name, tensors in ((metadata.input_name, inputs), (metadata.output_name, outputs)):
         if name not in tensors:
             raise ServeError(f"{source} has no tensor {name!r} (it has {sorted(tensors)}); is it an fmca-rt model?")

@@ -113,7 +113,7 @@ class ClassifierServer:
                 model_name=self.model_name,
                 infer_func=[self._infer_function(backend) for backend in self.backends],
                 inputs=[Tensor(name=metadata.input_name, dtype=np.float32, shape=(3, size, size))],
-                outputs=[Tensor(name=metadata.output_name, dtype=np.float32, shape=(len(metadata.class_names),))],
+                outputs=[Tensor(name=metadata.output_name, dtype=np.float32, shape=(metadata.output_width,))],
                 config=ModelConfig(max_batch_size=self.max_batch, batcher=DynamicBatcher(
                     max_queue_delay_microseconds=self.queue_delay_us)),
                 strict=True)
