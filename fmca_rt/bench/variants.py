@@ -23,7 +23,7 @@ BASELINE = "torch-fp32"
 class Variant:
     name: str
     artifact: str  # a kind in fmca_rt.bench.artifacts: checkpoint, onnx-fp32, onnx-int8-dynamic, ...
-    backend: str  # a name in fmca_rt.backends.BACKENDS, or "torch-bf16" (below)
+    backend: str  # a name in fmca_rt.backends.BACKENDS, "torch-bf16" (below) or "openvino-bf16"
     summary: str
     cpu_only: bool = False
 
@@ -37,6 +37,13 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("onnxruntime-int8-static", "onnx-int8-static", "onnxruntime",
             "ONNX Runtime, static INT8 QDQ calibrated on face crops (python -m export.onnx --int8)",
             cpu_only=True),
+    Variant("openvino-fp32", "onnx-fp32", "openvino", "OpenVINO, float32 (inference precision hint f32)",
+            cpu_only=True),
+    Variant("openvino-bf16", "onnx-fp32", "openvino-bf16",
+            "OpenVINO, bfloat16 (hint bf16; what OpenVINO picks by itself on CPUs with bfloat16)", cpu_only=True),
+    Variant("openvino-int8", "openvino-int8", "openvino",
+            "OpenVINO, INT8 by NNCF's quantize with its transformer preset, calibrated on face crops; the rest "
+            "float32", cpu_only=True),
     Variant("cpu", "onnx-fp32", "cpu", "the Detector's CPU mode, backend='cpu'", cpu_only=True),
     Variant("tensorrt", "engine", "tensorrt", "TensorRT engine given with --engine"),
 )}
@@ -72,8 +79,12 @@ def select_variants(names: list[str], device: str | None) -> list[Variant]:
 def make_backend(variant: Variant, model_path: Path, device: str | None, cache_dir: Path) -> Backend:
     if variant.backend == "torch-bf16":
         return TorchBFloat16Backend(model_path, device=device)
+    if variant.backend == "openvino-bf16":
+        from ..backends.openvino import OpenVinoBackend
+
+        return OpenVinoBackend(model_path, device=device, precision="bf16")
     if variant.backend == "cpu":
-        from ..backends.onnxruntime_cpu import CpuBackend
+        from ..backends.cpu_mode import CpuBackend
 
         return CpuBackend(model_path, cache_dir=cache_dir)
     return backend_class(variant.backend)(model_path, device=device)

@@ -1,0 +1,120 @@
+"""INT8 forms of a float32 FMCA-Net ONNX file for OpenVINO, written as OpenVINO IR (`.xml` + `.bin`).
+
+- `quantize_with_nncf`: NNCF's post-training quantization with its transformer preset, calibrated on face
+  crops: static INT8 for every matrix product and convolution, activation ranges fixed by calibration. What
+  an OpenVINO user gets by following NNCF's guide; the benchmark's `openvino-int8` row.
+- `compress_for_openvino`: the CPU mode's OpenVINO form (see RECIPE below).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendError, DependencyError
+from .cpu_int8 import file_sha256
+from .openvino import import_openvino, read_metadata, read_model, write_metadata
+
+NNCF_HINT = "pip install 'fmca-rt[openvino]'"
+PRECISION = "int8-weights-dynamic"  # the CPU mode's form, in its metadata (`extra.precision`)
+# Part of the cache key and of the CPU mode's profile: raise it whenever compress_for_openvino changes.
+RECIPE_VERSION = 1
+
+
+def import_nncf():
+    try:
+        import nncf
+    except ImportError:
+        raise DependencyError(f"Quantizing for OpenVINO needs NNCF, but 'nncf' is not installed: {NNCF_HINT}.") from None
+    return nncf
+
+
+@contextmanager
+def nncf_quiet(nncf) -> Iterator[None]:
+    """NNCF logs every step and draws progress bars and tables on stdout, where the CLI writes its results:
+    keep its warnings and errors, drop the rest."""
+    previous = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.WARNING)
+    try:
+        with redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        nncf.set_log_level(previous)
+
+
+def save_ir_atomically(model, output: str | Path) -> Path:
+    """Write `model` as `output` (.xml) and its .bin beside it. Both are written under temporary names in the
+    same folder and moved into place .bin first, .xml last: a reader that finds the .xml finds a whole model."""
+    ov = import_openvino()
+    output = Path(output)
+    if output.suffix.lower() != ".xml":
+        raise BackendError(f"An OpenVINO model is saved as .xml (with a .bin beside it), not {output.name}.")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
+    try:
+        ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)  # float weights stay float32
+        os.replace(scratch / "model.bin", output.with_suffix(".bin"))
+        os.replace(scratch / "model.xml", output)
+    except OSError as error:
+        raise BackendError(f"Cannot write {output}: {error.strerror}.") from None
+    finally:
+        for leftover in scratch.iterdir():
+            leftover.unlink()
+        scratch.rmdir()
+    return output
+
+
+def _mark_precision(model, source: str, precision: str) -> None:
+    metadata = read_metadata(model, source)
+    write_metadata(model, dataclasses.replace(metadata, extra={**metadata.extra, "precision": precision}))
+
+
+def quantize_with_nncf(float_onnx: str | Path, output: str | Path, calibration_pixels: list[np.ndarray]) -> Path:
+    """Static INT8 by NNCF's `quantize` (transformer preset, every other setting its default), calibrated on
+    `calibration_pixels` (preprocessed 1 x 3 x S x S arrays)."""
+    ov, nncf = import_openvino(), import_nncf()
+    if not calibration_pixels:
+        raise BackendError("NNCF needs calibration crops to quantize the model; none were given.")
+    model = read_model(ov.Core(), float_onnx)
+    try:
+        with nncf_quiet(nncf):
+            quantized = nncf.quantize(model, nncf.Dataset(calibration_pixels), model_type=nncf.ModelType.TRANSFORMER,
+                                      subset_size=len(calibration_pixels))
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise BackendError(f"NNCF cannot quantize {float_onnx}: {reason}") from None
+    _mark_precision(quantized, str(float_onnx), "int8-nncf")
+    return save_ir_atomically(quantized, output)
+
+
+def compress_for_openvino(float_onnx: str | Path, output: str | Path) -> Path:
+    """The CPU mode's OpenVINO form (RECIPE)."""
+    ov, nncf = import_openvino(), import_nncf()
+    model = read_model(ov.Core(), float_onnx)
+    try:
+        with nncf_quiet(nncf):
+            compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+    except (RuntimeError, ValueError) as error:
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        raise BackendError(f"NNCF cannot compress {float_onnx}: {reason}") from None
+    _mark_precision(compressed, str(float_onnx), PRECISION)
+    return save_ir_atomically(compressed, output)
+
+
+def cached_openvino_int8(float_onnx: str | Path, cache_dir: str | Path, calibration_pixels=None) -> Path:
+    """The CPU mode's OpenVINO form of `float_onnx`, made on first use and then read from `cache_dir` (keyed
+    by the float model's SHA-256 and RECIPE_VERSION)."""
+    float_onnx, cache_dir = Path(float_onnx), Path(cache_dir)
+    cached = cache_dir / f"{file_sha256(float_onnx)[:32]}.ov{RECIPE_VERSION}.int8.xml"
+    if not cached.is_file():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        compress_for_openvino(float_onnx, cached)
+    return cached
