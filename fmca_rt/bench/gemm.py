@@ -40,7 +40,7 @@ def _torch(threads: int):
 
     a, b = (torch.from_numpy(x) for x in _operands())
     torch.set_num_threads(threads)
-    return lambda: torch.matmul(a, b)
+    return lambda: torch.matmul(a, b).numpy()
 
 
 def _onnxruntime(threads: int):
@@ -56,7 +56,7 @@ def _onnxruntime(threads: int):
     options.intra_op_num_threads = threads
     session = ort.InferenceSession(helper.make_model(graph).SerializeToString(), options,
                                    providers=["CPUExecutionProvider"])
-    return lambda: session.run(None, {"a": a})
+    return lambda: session.run(None, {"a": a})[0]
 
 
 def _openvino(threads: int):
@@ -68,9 +68,10 @@ def _openvino(threads: int):
     model = ov.Model([ops.matmul(parameter, ops.constant(b), False, False)], [parameter])
     request = ov.Core().compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY",
                                                      "INFERENCE_PRECISION_HINT": "f32"}).create_infer_request()
-    return lambda: request.infer({0: a})
+    return lambda: request.infer({0: a})[0]
 
 
+# engine -> a factory (threads) of a function that computes the product and returns it as a NumPy array
 ENGINES = {"torch": _torch, "onnxruntime": _onnxruntime, "openvino": _openvino}
 
 

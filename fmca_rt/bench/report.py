@@ -82,7 +82,8 @@ def accuracy_table(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     lines = machine_lines(result) + ["", *latency_table(result), "",
-                                     f"Outputs against {result['baseline']} on real face crops:", "",
+                                     f"Outputs against {result['baseline']} on face crops (real photos, photometric "
+                                     "variants, self-blended fakes):", "",
                                      *accuracy_table(result)]
     if result["skipped"]:
         lines += ["", "Not run:"] + [f"- {s['variant']}: {s['reason']}" for s in result["skipped"]]
