@@ -57,12 +57,12 @@ def test_the_fastest_form_within_the_bound_is_chosen():
     assert profile.forms["slow-exact"].max_abs_fake_prob_diff == 0.0
     assert profile.forms["fast-close"].max_abs_fake_prob_diff == pytest.approx(expected_delta(pixels(), 0.02), abs=1e-6)
     assert profile.forms["fastest-far"].max_abs_fake_prob_diff == pytest.approx(expected_delta(pixels(), 0.2), abs=1e-6)
-    assert profile.crops == 6 and "fast-close" not in profile.describe().split(" over ")[1]
+    assert profile.crops == 6 and "fast-close" not in profile.describe().split("the others")[1]
 
 
 def test_without_an_eligible_form_the_float32_model_runs():
     profile, _ = measure({"far": lambda: StandIn(0.5)}, StandIn().activate(), pixels(), {}, FAST)
-    assert profile.chosen == FLOAT_FORM and "running float32" in " ".join(profile.notes)
+    assert profile.chosen == FLOAT_FORM and profile.describe().startswith("float32: no INT8 form within")
 
 
 def test_a_form_that_cannot_be_made_is_reported_and_the_others_still_compete():

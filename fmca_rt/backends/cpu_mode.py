@@ -1,8 +1,11 @@
 """The CPU mode: `Detector("model.onnx", backend="cpu")`, FMCA-Net's fastest accurate path on a plain CPU.
 
-It runs one of the model's INT8 forms:
+It runs one of the model's INT8 forms, each with weights quantized ahead and activations at run time, so
+none needs calibration data:
 - `onnxruntime-int8`: ONNX Runtime on the dynamically quantized model (cpu_int8.py), always available;
-- `openvino-int8`: OpenVINO on the form openvino_int8.py makes (with `pip install 'fmca-rt[openvino]'`).
+- `openvino-int8`, `openvino-int8-bf16`: OpenVINO on the weight-compressed model (openvino_int8.py) with the
+  remaining float operations (attention products, convolutions, normalization) in float32 or, on CPUs with
+  bfloat16 arithmetic, in bfloat16 (with `pip install 'fmca-rt[openvino]'`).
 With `form="auto"` (the default) the choice is measured once per model and machine (cpu_profile.py: the
 fastest form whose max |delta P(fake)| against float32 stays within 0.01 on real face crops, float32 when
 none does), stored in the cache folder and stated by `describe()`. A file that is already quantized (metadata
@@ -24,17 +27,16 @@ from .cpu_profile import FLOAT_FORM, CpuProfile, Timing, measure, read_profile, 
 from .onnxruntime_cpu import (OnnxRuntimeCpuFloatBackend, OnnxRuntimeInt8Backend, check_onnx_for_cpu, is_quantized,
                               usable_cores)
 
-FORMS = ("onnxruntime-int8", "openvino-int8")
+FORMS = ("onnxruntime-int8", "openvino-int8", "openvino-int8-bf16")
 PROFILE_LIBRARIES = ("onnxruntime", "openvino", "nncf")
 log = logging.getLogger("fmca_rt.cpu")
 
 
-def face_crops() -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(crops the forms are checked on, other crops that calibrate static INT8): fmca_rt.bench.accuracy's."""
-    from ..bench.accuracy import accuracy_crops, calibration_crops, shipped_crops
+def check_crops() -> list[np.ndarray]:
+    """The face crops the forms are checked on: fmca_rt.bench.accuracy's."""
+    from ..bench.accuracy import accuracy_crops, shipped_crops
 
-    base = shipped_crops()
-    return accuracy_crops(base), calibration_crops(base)
+    return accuracy_crops(shipped_crops())
 
 
 def machine_description(threads: int) -> dict:
@@ -74,16 +76,16 @@ class CpuBackend(Backend):
         inner = self._inner
         return None if inner is None else getattr(inner, "int8_path", None) or inner.model_path
 
-    def _maker(self, form: str, calibration: list[np.ndarray] | None):
+    def _maker(self, form: str):
         if form == "onnxruntime-int8":
             return lambda: OnnxRuntimeInt8Backend(self.model_path, threads=self.threads, cache_dir=self.cache_dir)
-        if form == "openvino-int8":
+        if form.startswith("openvino-int8"):
             def make() -> Backend:
                 from .openvino import OpenVinoBackend
                 from .openvino_int8 import cached_openvino_int8
 
-                return OpenVinoBackend(cached_openvino_int8(self.model_path, self.cache_dir, calibration),
-                                       threads=self.threads)
+                return OpenVinoBackend(cached_openvino_int8(self.model_path, self.cache_dir), threads=self.threads,
+                                       precision="bf16" if form.endswith("bf16") else "f32")
             return make
         return lambda: OnnxRuntimeCpuFloatBackend(self.model_path, threads=self.threads)
 
@@ -93,18 +95,12 @@ class CpuBackend(Backend):
             self._inner = OnnxRuntimeInt8Backend(self.model_path, threads=self.threads).activate()
             self.reason = "the given file is already quantized: run as is"
         elif self.form != "auto":
-            self._inner = self._maker(self.form, self._calibration_or_none())().activate()
+            self._inner = self._maker(self.form)().activate()
             self.reason = "form asked for"
         else:
             self._inner = self._choose()
         self.batch_limits = self._inner.batch_limits
         return self._inner.metadata
-
-    def _calibration_or_none(self) -> list[np.ndarray] | None:
-        try:
-            return face_crops()[1]
-        except DependencyError:
-            return None
 
     def _choose(self) -> Backend:
         machine = machine_description(self.threads)
@@ -112,19 +108,19 @@ class CpuBackend(Backend):
         profile = read_profile(profile_path, machine)
         if profile is not None:
             self.profile, self.reason = profile, profile.describe()
-            return self._maker(profile.chosen, self._calibration_or_none())().activate()
+            return self._maker(profile.chosen)().activate()
         try:
-            check, calibration = face_crops()
+            crops = check_crops()
         except DependencyError as error:
             self.reason = (f"not compared with the other forms: no face crops to check their accuracy on ({error})")
-            return self._maker("onnxruntime-int8", None)().activate()
+            return self._maker("onnxruntime-int8")().activate()
         log.warning("Measuring the CPU mode's forms of %s on this machine (once; stored in %s)",
                     self.model_path.name, self.cache_dir)
-        reference = self._maker(FLOAT_FORM, None)().activate()
+        reference = self._maker(FLOAT_FORM)().activate()
         try:
-            pixels = self._pixels(reference.metadata, check)
-            profile, active = measure({form: self._maker(form, calibration) for form in FORMS}, reference, pixels,
-                                      machine, Timing())
+            pixels = self._pixels(reference.metadata, crops)
+            profile, active = measure({form: self._maker(form) for form in FORMS}, reference, pixels, machine,
+                                      Timing())
         except BaseException:
             reference.deactivate()
             raise

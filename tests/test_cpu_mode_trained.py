@@ -1,0 +1,112 @@
+"""The CPU mode on a trained model: every form it may choose, checked against PyTorch float32 (an engine it
+does not use), on its own check crops and on held-out labelled crops it never saw, whose P(fake) spans [0, 1].
+
+An untrained model scores every face near 0.5, where any small logit error shows but nothing structured
+happens; a trained one has the larger, structured activations that quantization meets in use.
+"""
+
+import numpy as np
+import pytest
+
+from fmca_rt.backends import cpu_mode
+from fmca_rt.backends.cpu_mode import FORMS, CpuBackend
+from fmca_rt.backends.cpu_profile import ACCURACY_BOUND, FLOAT_FORM
+from fmca_rt.backends.torch import TorchBackend
+from fmca_rt.bench.accuracy import compare_outputs
+from fmca_rt.preprocess import preprocess
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("torch")
+pytest.importorskip("matplotlib")
+pytest.importorskip("skimage")
+
+IMAGE_SIZE = 112
+
+
+# The trained tiny model of `make demo`'s recipe (112 px, 128 images per class, 20 epochs). A session-wide
+# fixture with the same recipe (`demo_model`, `demo_onnx`, `held_out` in conftest.py) can replace these three.
+@pytest.fixture(scope="module")
+def demo_model(tmp_path_factory):
+    from training.demo_data import generate
+    from training.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("demo-model")
+    generate(root / "data", count=128, size=IMAGE_SIZE, seed=0)
+    summary = train(TrainOptions(data=str(root / "data"), out=str(root / "run"), preset="tiny",
+                                 image_size=IMAGE_SIZE, epochs=20))
+    return root / "run" / "best.pth", summary
+
+
+@pytest.fixture(scope="module")
+def demo_onnx(demo_model, tmp_path_factory):
+    from export.onnx import export_onnx
+
+    return export_onnx(demo_model[0], tmp_path_factory.mktemp("demo-onnx") / "demo.onnx", verify=False)
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """Labelled crops made like the training data from other random views and self-blends (seed 7)."""
+    import cv2
+
+    from training.demo_data import generate
+
+    root = tmp_path_factory.mktemp("held-out")
+    generate(root, count=32, size=IMAGE_SIZE, seed=7)
+    files = sorted(root.rglob("*.png"))
+    return [cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB) for path in files]
+
+
+@pytest.fixture(scope="module")
+def chosen(demo_onnx, tmp_path_factory):
+    cache = tmp_path_factory.mktemp("cpu-cache")
+    backend = CpuBackend(demo_onnx, cache_dir=cache).activate()
+    yield backend, cache
+    backend.deactivate()
+
+
+def torch_logits(checkpoint, pixels):
+    with TorchBackend(checkpoint, device="cpu") as backend:
+        return backend.infer(pixels)
+
+
+def pixels_of(crops, metadata):
+    return preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
+
+
+def test_the_chosen_form_keeps_the_bound_against_pytorch_where_p_fake_spans_both_classes(demo_model, chosen,
+                                                                                        held_out):
+    backend, _ = chosen
+    assert demo_model[1]["best_score"] > 0.8, "the demo model did not learn (validation AUC): the check means nothing"
+    pixels = pixels_of(held_out, backend.metadata)
+    reference = torch_logits(demo_model[0], pixels)
+    p_fake = np.exp(reference[:, 1]) / np.exp(reference).sum(axis=1)
+    assert p_fake.min() < 0.1 and p_fake.max() > 0.9 and ((p_fake > 0.2) & (p_fake < 0.8)).sum() >= 3
+    delta = compare_outputs(reference, backend.infer(pixels), fake_index=1)
+    assert delta["max_abs_fake_prob_diff"] <= ACCURACY_BOUND, backend.describe()
+    assert backend.profile.chosen in (*FORMS, FLOAT_FORM) and "chosen on this machine" in backend.describe()
+
+
+def test_each_measured_form_s_delta_is_what_pytorch_says(demo_model, chosen):
+    """The profile's accuracy figures, recomputed against PyTorch for every form it measured."""
+    backend, cache = chosen
+    crops = cpu_mode.check_crops()
+    pixels = pixels_of(crops, backend.metadata)
+    reference = torch_logits(demo_model[0], pixels)
+    assert set(backend.profile.forms) >= {"onnxruntime-int8", "openvino-int8"}
+    for form, measured in backend.profile.forms.items():
+        with CpuBackend(backend.model_path, cache_dir=cache, form=form) as other:
+            delta = compare_outputs(reference, other.infer(pixels), fake_index=1)["max_abs_fake_prob_diff"]
+        assert delta == pytest.approx(measured.max_abs_fake_prob_diff, abs=1e-4), form
+        assert measured.eligible == (measured.max_abs_fake_prob_diff <= ACCURACY_BOUND)
+
+
+def test_a_second_start_reads_the_stored_profile_instead_of_measuring(chosen, monkeypatch):
+    backend, cache = chosen
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again although a profile for this machine is stored")
+
+    monkeypatch.setattr(cpu_mode, "measure", no_measuring)
+    with CpuBackend(backend.model_path, cache_dir=cache) as again:
+        assert again.profile == backend.profile and again.describe() == backend.describe()
