@@ -102,3 +102,28 @@ def test_without_openvino_the_backend_names_the_install_command():
             "except DependencyError as error:\n    print(error)\n")
     printed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "pip install 'fmca-rt[openvino]'" in printed
+
+
+def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
+    from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8
+
+    first = cached_openvino_int8(tiny_onnx(), tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert cached_openvino_int8(tiny_onnx(), tmp_path) == first and first.stat().st_mtime_ns == stamp
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".xml"]
+    model = ov.Core().read_model(str(first))
+    assert model.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "96"  # embed_dim
+    x = pixels()
+    with OpenVinoBackend(first) as backend:
+        assert backend.metadata.extra["precision"] == PRECISION and PRECISION in backend.describe()
+        difference = np.abs(backend.infer(x) - onnxruntime_logits(tiny_onnx(), x)).max()
+    assert 0.0 < difference < 0.05  # INT8 weights (not the float graph), and close to it
+
+
+def test_an_ir_that_cannot_be_written_is_one_sentence(tmp_path):
+    model = ov.Core().read_model(str(tiny_onnx()))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(BackendError, match="Cannot write .*model.xml"):
+        save_ir_atomically(model, tmp_path / "a-file" / "model.xml")
+    with pytest.raises(BackendError, match="saved as .xml"):
+        save_ir_atomically(model, tmp_path / "model.onnx")

@@ -21,6 +21,12 @@ PRECISIONS = {"f32": "float32", "bf16": "bfloat16"}
 METADATA_PATH = ["framework", METADATA_KEY]  # where OpenVINO puts an ONNX file's metadata_props entry
 
 
+def first_line(error: Exception) -> str:
+    """The first line of an engine's error message (OpenVINO and NNCF append long traces), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
 def import_openvino():
     try:
         import openvino
@@ -49,8 +55,7 @@ def read_model(core, path) -> object:
     try:
         return core.read_model(str(path))
     except RuntimeError as error:  # OpenVINO reports unreadable files as RuntimeError with a long trace
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "unreadable"
-        raise BackendError(f"OpenVINO cannot read {path}: {reason}") from None
+        raise BackendError(f"OpenVINO cannot read {path}: {first_line(error)}") from None
 
 
 class OpenVinoBackend(Backend):
@@ -79,8 +84,7 @@ class OpenVinoBackend(Backend):
         try:
             self._request = core.compile_model(model, "CPU", config).create_infer_request()
         except RuntimeError as error:
-            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else "compilation failed"
-            raise BackendError(f"OpenVINO cannot compile {self.model_path} for the CPU: {reason}") from None
+            raise BackendError(f"OpenVINO cannot compile {self.model_path} for the CPU: {first_line(error)}") from None
         return metadata
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..errors import BackendError, DependencyError
 from .cpu_int8 import file_sha256
-from .openvino import import_openvino, read_metadata, read_model, write_metadata
+from .openvino import first_line, import_openvino, read_metadata, read_model, write_metadata
 
 NNCF_HINT = "pip install 'fmca-rt[openvino]'"
 PRECISION = "int8-weights-dynamic"  # the CPU mode's form, in its metadata (`extra.precision`)
@@ -61,14 +61,17 @@ def save_ir_atomically(model, output: str | Path) -> Path:
     output = Path(output)
     if output.suffix.lower() != ".xml":
         raise BackendError(f"An OpenVINO model is saved as .xml (with a .bin beside it), not {output.name}.")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(prefix=f".{output.stem}.", dir=output.parent))
+    except OSError as error:
+        raise BackendError(f"Cannot write {output}: {error.strerror}.") from None
     try:
         ov.save_model(model, str(scratch / "model.xml"), compress_to_fp16=False)  # float weights stay float32
         os.replace(scratch / "model.bin", output.with_suffix(".bin"))
         os.replace(scratch / "model.xml", output)
-    except OSError as error:
-        raise BackendError(f"Cannot write {output}: {error.strerror}.") from None
+    except (OSError, RuntimeError) as error:  # OpenVINO reports a failed write as RuntimeError
+        raise BackendError(f"Cannot write {output}: {getattr(error, 'strerror', None) or first_line(error)}.") from None
     finally:
         for leftover in scratch.iterdir():
             leftover.unlink()
@@ -93,8 +96,7 @@ def quantize_with_nncf(float_onnx: str | Path, output: str | Path, calibration_p
             quantized = nncf.quantize(model, nncf.Dataset(calibration_pixels), model_type=nncf.ModelType.TRANSFORMER,
                                       subset_size=len(calibration_pixels))
     except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise BackendError(f"NNCF cannot quantize {float_onnx}: {reason}") from None
+        raise BackendError(f"NNCF cannot quantize {float_onnx}: {first_line(error)}") from None
     _mark_precision(quantized, str(float_onnx), "int8-nncf")
     return save_ir_atomically(quantized, output)
 
@@ -109,8 +111,7 @@ def compress_for_openvino(float_onnx: str | Path, output: str | Path) -> Path:
         with nncf_quiet(nncf):
             compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
     except (RuntimeError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise BackendError(f"NNCF cannot compress {float_onnx}: {reason}") from None
+        raise BackendError(f"NNCF cannot compress {float_onnx}: {first_line(error)}") from None
     group = int(read_metadata(compressed, str(float_onnx)).config["embed_dim"])
     compressed.set_rt_info(str(group), ["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"])
     _mark_precision(compressed, str(float_onnx), PRECISION)
