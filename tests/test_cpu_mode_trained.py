@@ -90,7 +90,7 @@ def test_the_chosen_form_keeps_the_bound_against_pytorch_where_p_fake_spans_both
 def test_each_measured_form_s_delta_is_what_pytorch_says(demo_model, chosen):
     """The profile's accuracy figures, recomputed against PyTorch for every form it measured."""
     backend, cache = chosen
-    crops = cpu_mode.check_crops()
+    crops, _ = cpu_mode.face_crops()
     pixels = pixels_of(crops, backend.metadata)
     reference = torch_logits(demo_model[0], pixels)
     assert set(backend.profile.forms) >= {"onnxruntime-int8", "openvino-int8"}

@@ -105,14 +105,20 @@ def test_without_openvino_the_backend_names_the_install_command():
 
 
 def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
-    from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8
+    from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8, vit_block_products
 
-    first = cached_openvino_int8(tiny_onnx(), tmp_path)
+    calibration = [pixels(1, seed) for seed in range(4)]
+    first = cached_openvino_int8(tiny_onnx(), tmp_path, calibration)
     stamp = first.stat().st_mtime_ns
-    assert cached_openvino_int8(tiny_onnx(), tmp_path) == first and first.stat().st_mtime_ns == stamp
+    assert cached_openvino_int8(tiny_onnx(), tmp_path, calibration) == first and first.stat().st_mtime_ns == stamp
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".xml"]
     model = ov.Core().read_model(str(first))
     assert model.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "96"  # embed_dim
+    static = vit_block_products(ov.Core().read_model(str(tiny_onnx())))
+    assert len(static) == 8  # tiny: 2 blocks x qkv, proj, fc1, fc2
+    quantized_inputs = {target.get_node().get_friendly_name() for op in model.get_ordered_ops()
+                        if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()}
+    assert quantized_inputs == set(static)  # static INT8 activations exactly there, nowhere else
     x = pixels()
     with OpenVinoBackend(first) as backend:
         assert backend.metadata.extra["precision"] == PRECISION and PRECISION in backend.describe()

@@ -1,11 +1,11 @@
 """The CPU mode: `Detector("model.onnx", backend="cpu")`, FMCA-Net's fastest accurate path on a plain CPU.
 
-It runs one of the model's INT8 forms, each with weights quantized ahead and activations at run time, so
-none needs calibration data:
+It runs one of the model's INT8 forms:
 - `onnxruntime-int8`: ONNX Runtime on the dynamically quantized model (cpu_int8.py), always available;
-- `openvino-int8`, `openvino-int8-bf16`: OpenVINO on the weight-compressed model (openvino_int8.py) with the
-  remaining float operations (attention products, convolutions, normalization) in float32 or, on CPUs with
-  bfloat16 arithmetic, in bfloat16 (with `pip install 'fmca-rt[openvino]'`).
+- `openvino-int8`, `openvino-int8-bf16`: OpenVINO on its INT8 form (openvino_int8.py: the ViT blocks' products
+  static INT8, calibrated on face crops, the other products dynamic INT8) with the remaining float operations
+  (attention products, convolutions, normalization) in float32 or, on CPUs with bfloat16 arithmetic, in
+  bfloat16 (with `pip install 'fmca-rt[openvino]'`).
 With `form="auto"` (the default) the choice is measured once per model and machine (cpu_profile.py: the
 fastest form whose max |delta P(fake)| against float32 stays within 0.01 on real face crops, float32 when
 none does), stored in the cache folder and stated by `describe()`. A file that is already quantized (metadata
@@ -32,11 +32,13 @@ PROFILE_LIBRARIES = ("onnxruntime", "openvino", "nncf")
 log = logging.getLogger("fmca_rt.cpu")
 
 
-def check_crops() -> list[np.ndarray]:
-    """The face crops the forms are checked on: fmca_rt.bench.accuracy's."""
-    from ..bench.accuracy import accuracy_crops, shipped_crops
+def face_crops() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(crops the forms are checked on, other crops that calibrate OpenVINO's static part):
+    fmca_rt.bench.accuracy's, from the face photos that matplotlib and scikit-image ship."""
+    from ..bench.accuracy import accuracy_crops, calibration_crops, shipped_crops
 
-    return accuracy_crops(shipped_crops())
+    base = shipped_crops()
+    return accuracy_crops(base), calibration_crops(base)
 
 
 def machine_description(threads: int) -> dict:
@@ -84,8 +86,8 @@ class CpuBackend(Backend):
                 from .openvino import OpenVinoBackend
                 from .openvino_int8 import cached_openvino_int8
 
-                return OpenVinoBackend(cached_openvino_int8(self.model_path, self.cache_dir), threads=self.threads,
-                                       precision="bf16" if form.endswith("bf16") else "f32")
+                path = cached_openvino_int8(self.model_path, self.cache_dir, self._calibration_pixels())
+                return OpenVinoBackend(path, threads=self.threads, precision="bf16" if form.endswith("bf16") else "f32")
             return make
         return lambda: OnnxRuntimeCpuFloatBackend(self.model_path, threads=self.threads)
 
@@ -110,7 +112,7 @@ class CpuBackend(Backend):
             self.profile, self.reason = profile, profile.describe()
             return self._maker(profile.chosen)().activate()
         try:
-            crops = check_crops()
+            crops, _ = face_crops()
         except DependencyError as error:
             self.reason = (f"not compared with the other forms: no face crops to check their accuracy on ({error})")
             return self._maker("onnxruntime-int8")().activate()
@@ -138,6 +140,13 @@ class CpuBackend(Backend):
         from ..preprocess import preprocess
 
         return preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
+
+    def _calibration_pixels(self) -> list[np.ndarray]:
+        """One 1 x 3 x S x S array per calibration crop (the float model's metadata says how to preprocess)."""
+        from .onnxruntime_cpu import read_onnx_metadata
+
+        metadata = read_onnx_metadata(self.model_path)
+        return [self._pixels(metadata, [crop]) for crop in face_crops()[1]]
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
         return self._inner.infer_impl(pixels)

@@ -26,7 +26,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def is_quantized(model_path: Path) -> bool:
+def read_onnx_metadata(model_path: Path) -> ModelMetadata:
     try:
         import onnx
     except ImportError:
@@ -37,7 +37,11 @@ def is_quantized(model_path: Path) -> bool:
     except Exception:  # protobuf's DecodeError and friends: the file is not an ONNX model
         raise BackendError(f"{model_path} is not a readable ONNX model.") from None
     props = {p.key: p.value for p in model.metadata_props}
-    return ModelMetadata.from_onnx_props(props, str(model_path)).extra.get("precision", "float32") != "float32"
+    return ModelMetadata.from_onnx_props(props, str(model_path))
+
+
+def is_quantized(model_path: Path) -> bool:
+    return read_onnx_metadata(model_path).extra.get("precision", "float32") != "float32"
 
 
 def check_onnx_for_cpu(model_path: Path) -> None:
