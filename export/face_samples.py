@@ -13,7 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fmca_rt.errors import DataError, DependencyError
+from fmca_rt.errors import DataError, DependencyError, ImageError
+from fmca_rt.images import read_encoded
 from fmca_rt.metadata import ModelMetadata
 from fmca_rt.preprocess import preprocess
 
@@ -34,8 +35,11 @@ def _package_file(package: str, relative: str) -> Path:
 
 
 def read_rgb(path: Path) -> np.ndarray | None:
-    """An image file as H x W x 3 RGB uint8, or None when it cannot be decoded."""
-    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file as H x W x 3 RGB uint8, or None when it cannot be decoded (or is a decompression bomb)."""
+    try:
+        bgr = cv2.imdecode(read_encoded(path), cv2.IMREAD_COLOR)
+    except (ImageError, cv2.error):
+        return None
     return None if bgr is None else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -48,6 +52,17 @@ def shipped_face_crops() -> list[np.ndarray]:
             raise DataError(f"The sample photo {relative} of {package!r} cannot be decoded.")
         crops.append(np.ascontiguousarray(rgb[y1:y2, x1:x2]))
     return crops + [np.ascontiguousarray(crop[:, ::-1]) for crop in crops]
+
+
+def shipped_photos() -> list[np.ndarray]:
+    """The two shipped photos whole (BGR), each also mirrored: inputs for checking face detector networks."""
+    photos = []
+    for package, relative, _ in _SHIPPED_FACES:
+        bgr = cv2.imread(str(_package_file(package, relative)), cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise DataError(f"The sample photo {relative} of {package!r} cannot be decoded.")
+        photos.append(bgr)
+    return photos + [np.ascontiguousarray(photo[:, ::-1]) for photo in photos]
 
 
 def image_files(folder: str | Path) -> list[Path]:

@@ -19,7 +19,6 @@ import argparse
 import copy
 import hashlib
 import logging
-import signal
 import sys
 import time
 import warnings
@@ -30,9 +29,11 @@ import onnx
 import onnx_graphsurgeon as gs
 import torch
 
-from fmca_rt.atomic import atomic_path, temporary_beside
+from fmca_rt.atomic import atomic_path
 from fmca_rt.errors import ExportError, FMCAError
+from fmca_rt.interrupts import exit_status, signals_interrupt
 from fmca_rt.metadata import ModelMetadata
+from fmca_rt.output_paths import OutputPaths
 from training import ops
 from training.model import FMCANet
 
@@ -52,6 +53,16 @@ def sha256_of(path: str | PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def check_outputs(checkpoint: str | PathLike | None, output: str | PathLike, *more: tuple[str, Path]) -> None:
+    """ExportError before any work when an output would replace the checkpoint (or another output), or
+    cannot be written."""
+    outputs = OutputPaths(inputs=() if checkpoint is None else (checkpoint,), error_type=ExportError)
+    outputs.file("--output", output)
+    for option, path in more:
+        outputs.file(option, path)
+    outputs.check()
 
 
 def _load_source(source: str | PathLike | FMCANet) -> tuple[FMCANet, str | None]:
@@ -126,8 +137,8 @@ def export_onnx(source: str | PathLike | FMCANet, output: str | PathLike, opset:
     """Export a checkpoint (path) or an FMCANet to `output`; checked with onnx.checker and, unless
     `verify=False`, against PyTorch in ONNX Runtime (ExportError above 1e-4 on the logits)."""
     _check_batch(batch)
+    check_outputs(None if isinstance(source, FMCANet) else source, output)  # before the slow part
     model, source_sha256 = _load_source(source)
-    temporary_beside(output, ExportError).unlink()  # fail on an unwritable path before the slow part
     started = time.perf_counter()
     graph = clean_graph(trace_to_onnx(model, opset, batch, plugins))
     written_opset = next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))
@@ -189,19 +200,25 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--int8 quantizes the ONNX Runtime graph; it cannot be combined with --plugins")
     logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stdout)
     log.setLevel(logging.INFO)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds, so the temporary file is removed
+    path = None
     try:
-        path = export_onnx(args.checkpoint, args.output, opset=args.opset, batch=args.batch, plugins=args.plugins)
-        if args.int8:
-            from .quantize import quantize_int8
+        with signals_interrupt():  # SIGTERM and SIGHUP unwind like Ctrl-C, so the temporary file is removed
+            if args.int8:
+                from .quantize import int8_path_for
 
-            quantize_int8(path, args.calib, holdout_dir=args.holdout)
+                check_outputs(args.checkpoint, args.output, ("the INT8 form", int8_path_for(Path(args.output))))
+            path = export_onnx(args.checkpoint, args.output, opset=args.opset, batch=args.batch, plugins=args.plugins)
+            if args.int8:
+                from .quantize import quantize_int8
+
+                quantize_int8(path, args.calib, holdout_dir=args.holdout)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; no file was replaced.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:
+        done = f"{path} was written, its INT8 form was not" if path else "no file was replaced"
+        print(f"error: interrupted; {done}.", file=sys.stderr)
+        return exit_status(stop)
     return 0
 
 

@@ -19,7 +19,7 @@ import torch
 
 from fmca_rt.errors import DependencyError, ExportError
 from training.frequency import haar_dwt_reference
-from training.sfcm import sfcm_attention_reference
+from training.sfcm import sfcm_attention_token_major
 
 from .plugin_ops import PLUGIN_DOMAIN, PLUGIN_OP_TYPES
 
@@ -51,7 +51,7 @@ def _register_cpu_plugins() -> str:
     def sfcm_attention_cpu(qp, kf, vf, qf, kp, vp, scale, plugin_namespace, aot):
         tensors = [torch.from_numpy(np.asarray(t)) for t in (qp, kf, vf, qf, kp, vp)]
         with torch.no_grad():
-            ap, af = sfcm_attention_reference(*tensors, scale=scale)
+            ap, af = sfcm_attention_token_major(*tensors, scale=scale)
         return ap.numpy(), af.numpy()
 
     return get_library_path()

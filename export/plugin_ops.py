@@ -8,6 +8,9 @@ TensorRT maps to a plugin of the same name (CONTRACTS.md, "Plugin nodes"):
     HaarDWT(x) -> y                                   attributes mean, std, plugin_namespace, aot
     SFCMAttention(qp, kf, vf, qf, kp, vp) -> ap, af   attributes scale, plugin_namespace, aot
 
+SFCMAttention's tensors are token-major, B x N x heads x D (the model's projections reshaped into heads, with
+no transposes around the node), the layout the attention kernel reads and writes.
+
 The two nodes get ONNX schemas here, so `onnx.checker` validates their inputs and attributes.
 """
 
@@ -22,7 +25,7 @@ from onnx.defs import OpSchema
 
 from training import ops
 from training.frequency import haar_dwt_reference
-from training.sfcm import sfcm_attention_reference
+from training.sfcm import sfcm_attention_token_major
 
 PLUGIN_DOMAIN = "fmca"
 PLUGIN_NAMESPACE = "fmca"
@@ -45,7 +48,8 @@ def _register_schemas() -> None:
                  attributes=[attribute("mean", kind.FLOATS, "Per-channel normalization mean."),
                              attribute("std", kind.FLOATS, "Per-channel normalization std."), *plugin_attributes]),
         OpSchema("SFCMAttention", PLUGIN_DOMAIN, 1,
-                 doc="ap = softmax(qp kf^T scale) vf, af = softmax(qf kp^T scale) vp on B x heads x N x D.",
+                 doc="ap = softmax(qp kf^T scale) vf, af = softmax(qf kp^T scale) vp per head, on token-major "
+                     "B x N x heads x D tensors.",
                  inputs=[OpSchema.FormalParameter(n, "T") for n in ("qp", "kf", "vf", "qf", "kp", "vp")],
                  outputs=[OpSchema.FormalParameter("ap", "T"), OpSchema.FormalParameter("af", "T")],
                  type_constraints=[("T", _FLOAT_TYPES, "float tensors")],
@@ -70,7 +74,7 @@ def _haar_dwt_shape(x, mean, std):
 @torch.library.custom_op("fmca_export::sfcm_attention", mutates_args=())
 def sfcm_attention_node(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, qf: torch.Tensor,
                         kp: torch.Tensor, vp: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    return sfcm_attention_reference(qp, kf, vf, qf, kp, vp, scale)
+    return sfcm_attention_token_major(qp, kf, vf, qf, kp, vp, scale)
 
 
 @sfcm_attention_node.register_fake
@@ -86,7 +90,9 @@ def _sfcm_attention_for_export(qp, kf, vf, qf, kp, vp, scale=None, dropout_p=0.0
     if dropout_p:
         raise ValueError("The SFCMAttention plugin node is for inference: put the model in eval mode.")
     scale = 1.0 / math.sqrt(qp.shape[-1]) if scale is None else float(scale)
-    return sfcm_attention_node(qp, kf, vf, qf, kp, vp, scale)
+    # The model hands B x heads x N x D views of its B x N x heads x D projections: the node takes those.
+    ap, af = sfcm_attention_node(*(t.transpose(1, 2) for t in (qp, kf, vf, qf, kp, vp)), scale)
+    return ap.transpose(1, 2), af.transpose(1, 2)
 
 
 _register_schemas()

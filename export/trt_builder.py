@@ -1,11 +1,13 @@
 """The TensorRT build itself: ONNX file in, serialized plan out. The one place that drives `tensorrt.Builder`.
 
 Written against the TensorRT 10 and 11 Python APIs (name-based, explicit batch). The generation decides the
-typing: TensorRT 11 (no precision builder flags) builds strongly typed networks from an ONNX whose types were
-prepared beforehand (`trt_fp16`, `trt_int8.quantize_qdq`); TensorRT 10 builds weakly typed networks with the
-precision flags of the `PrecisionPlan`, pinning normalization, softmax and reduction layers to float32 for
-FP16 and INT8, and calibrating INT8 with `trt_int8.entropy_calibrator`.
-Enum members are always looked up by name: their integer values moved between 10 and 11.
+typing: TensorRT 11 builds strongly typed networks only (its STRONGLY_TYPED creation flag is deprecated and
+ignored, so none is passed) from an ONNX whose types were prepared beforehand (`trt_fp16`,
+`trt_int8.quantize_qdq`); TensorRT 10 builds weakly typed networks with the precision flags of the
+`PrecisionPlan` (deprecated since 10.12, gone in 11), pinning floating-point normalization, softmax and reduction
+layers to float32 for FP16 and INT8, and calibrating INT8 with `trt_int8.entropy_calibrator`.
+Enum members are always looked up by name: their integer values moved between 10 and 11. The build reports its
+progress (`trt_progress`) and reuses a timing cache when one is given.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from fmca_rt.backends.tensorrt_env import is_strongly_typed_only, network_flags
 from fmca_rt.atomic import write_atomically
-from fmca_rt.errors import EngineError
+from fmca_rt.errors import EngineError, OutputError
 
 from .trt_options import BatchProfile, PrecisionPlan
+from .trt_progress import progress_monitor
 
 # Layers whose accumulation FP16 cannot be trusted with (LayerNorm after attention overflows; softmax sums).
 FP32_LAYER_TYPES = ("NORMALIZATION", "SOFTMAX", "REDUCE")
@@ -57,24 +59,20 @@ def make_logger(trt):
 
 
 def pin_layers_to_fp32(trt, network) -> int:
-    """TensorRT 10 FP16/INT8: keep normalization, softmax and reductions in float32; returns how many."""
+    """TensorRT 10 FP16/INT8: keep floating-point normalization, softmax and reductions in float32; returns how
+    many. Integer reductions (shape arithmetic) keep their type: float32 there would break the network."""
     pinned_types = {getattr(trt.LayerType, name) for name in FP32_LAYER_TYPES if hasattr(trt.LayerType, name)}
+    floating = {trt.float32, trt.float16}
     pinned = 0
     for index in range(network.num_layers):
         layer = network.get_layer(index)
-        if layer.type in pinned_types:
+        first_input = layer.get_input(0) if layer.num_inputs else None
+        if layer.type in pinned_types and first_input is not None and first_input.dtype in floating:
             layer.precision = trt.float32
             for output in range(layer.num_outputs):
                 layer.set_output_type(output, trt.float32)
             pinned += 1
     return pinned
-
-
-def _create_network(trt, builder):
-    if is_strongly_typed_only(trt):
-        strongly_typed = hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
-        return builder.create_network(network_flags(trt, "STRONGLY_TYPED") if strongly_typed else 0)
-    return builder.create_network(0)
 
 
 def _parse(trt, network, logger, onnx_path: Path) -> None:
@@ -84,19 +82,39 @@ def _parse(trt, network, logger, onnx_path: Path) -> None:
         raise EngineError(f"TensorRT could not parse the ONNX model: {errors[0]}")
 
 
-def _load_timing_cache(config, path: Path | None):
-    data = path.read_bytes() if path is not None and path.is_file() else b""
-    cache = config.create_timing_cache(data)
-    config.set_timing_cache(cache, False)
+def _attach_timing_cache(config, path: Path) -> None:
+    """Reuse the timing cache at `path` when TensorRT accepts it (same TensorRT and GPU), else start an empty one."""
+    try:
+        data = path.read_bytes() if path.is_file() else b""
+    except OSError as error:
+        log.warning("Cannot read the timing cache %s (%s); building without it.", path, error.strerror)
+        data = b""
     if data:
-        log.info("Using the timing cache %s.", path)
+        if config.set_timing_cache(config.create_timing_cache(data), False):
+            log.info("Reusing the timing cache %s.", path)
+            return
+        log.warning("The timing cache %s was written for another TensorRT version or GPU; building without it "
+                    "(it will be replaced).", path)
+    if not config.set_timing_cache(config.create_timing_cache(b""), False):
+        log.warning("TensorRT refused an empty timing cache; building without one.")
+
+
+def _save_timing_cache(config, path: Path) -> None:
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(path, bytes(cache.serialize()))
+    except (OSError, OutputError) as error:  # the engine is what matters; a later build is only slower
+        log.warning("Could not save the timing cache to %s: %s", path, getattr(error, "strerror", None) or error)
 
 
 def build_plan(trt, request: BuildRequest, calibrator=None) -> bytes:
     """Build and serialize the engine; EngineError with TensorRT's first error on failure."""
     logger = make_logger(trt)
     builder = trt.Builder(logger)
-    network = _create_network(trt, builder)
+    network = builder.create_network(0)  # 10: weakly typed, explicit batch; 11: strongly typed, the only kind
     _parse(trt, network, logger, request.onnx_path)
 
     config = builder.create_builder_config()
@@ -111,11 +129,13 @@ def build_plan(trt, request: BuildRequest, calibrator=None) -> bytes:
     if calibrator is not None:
         config.int8_calibrator = calibrator
         config.set_calibration_profile(profile)
-    _load_timing_cache(config, request.timing_cache)
+    if request.timing_cache is not None:
+        _attach_timing_cache(config, request.timing_cache)
+    config.progress_monitor = progress_monitor(trt)
 
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError(f"TensorRT could not build the engine: {logger.errors[-1] if logger.errors else 'see the log'}")
     if request.timing_cache is not None:
-        write_atomically(request.timing_cache, bytes(config.get_timing_cache().serialize()))
+        _save_timing_cache(config, request.timing_cache)
     return bytes(plan)

@@ -4,7 +4,8 @@ Both generations calibrate on the same data: the face crops under `--calib DIR`,
 run time (`fmca_rt.preprocess`), cut into batches of the optimization profile's OPT size (TensorRT calibrates
 at the profile's OPT shape).
 - TensorRT 10 (implicit quantization): `entropy_calibrator` is an `IInt8EntropyCalibrator2` that uploads those
-  batches to the GPU and keeps TensorRT's calibration cache beside the engine, so a rebuild skips calibration.
+  batches to the GPU and keeps TensorRT's calibration cache beside the engine, named by the ONNX's hash and the
+  calibration images (`calibration_cache_path`), so a rebuild of the same model skips calibration.
 - TensorRT 11 removed calibrators: `quantize_qdq` writes explicit QuantizeLinear/DequantizeLinear nodes with
   ONNX Runtime's static quantizer, in the form TensorRT reads: signed INT8, symmetric (zero point 0),
   per-channel weights, only Conv/MatMul/Gemm quantized (normalization and softmax stay in float).
@@ -12,6 +13,7 @@ at the profile's OPT shape).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +51,14 @@ class CalibrationSet:
                               f"{len(self.pixels)} were readable.")
         for start in range(0, len(self.pixels) - batch_size + 1, batch_size):
             yield self.pixels[start:start + batch_size]
+
+
+def calibration_cache_path(engine: Path, onnx_sha256: str, calibration: CalibrationSet, batch_size: int) -> Path:
+    """TensorRT's calibration cache beside the engine, named by what it depends on (the ONNX, the images and the
+    batch), so a rebuild from another model or other images never reuses scales computed for the old ones."""
+    key = hashlib.sha256(f"{onnx_sha256}:{batch_size}:".encode())
+    key.update(np.ascontiguousarray(calibration.pixels).tobytes())
+    return engine.with_name(f"{engine.name}.{key.hexdigest()[:16]}.calib")
 
 
 def entropy_calibrator(trt, calibration: CalibrationSet, batch_size: int, memory, cache_path: Path | None):

@@ -8,6 +8,7 @@ says how the requested precision is reached on each TensorRT generation (10: bui
 
 from __future__ import annotations
 
+import os
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ from pathlib import Path
 from fmca_rt.errors import ConfigError
 
 GIB = 1 << 30
+
+
+def default_timing_cache(tensorrt_version: str, arch: int) -> Path:
+    """Where builds keep TensorRT's timing cache unless told otherwise: one file per TensorRT version and GPU
+    architecture under ~/.cache/fmca-rt/tensorrt (or $XDG_CACHE_HOME/fmca-rt/tensorrt)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "fmca-rt" / "tensorrt" / f"timing-{tensorrt_version}-sm{arch}.cache"
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,8 @@ class BuildOptions:
     plugins: bool = False
     batch: BatchProfile = BatchProfile(1, 1, 1)
     workspace_gib: float = 4.0
-    timing_cache: Path | None = None
+    timing_cache: Path | None = None  # None: `default_timing_cache`
+    no_timing_cache: bool = False
     kernels_dir: Path | None = None
     max_delta_p_fake: float = 1e-2
     validate: bool = True
@@ -112,6 +121,8 @@ class BuildOptions:
             raise ConfigError(f"--max-delta must be a positive probability difference, not {self.max_delta_p_fake}.")
         if self.kernels_dir is not None and not self.plugins:
             raise ConfigError("--kernels is used only with --plugins.")
+        if self.timing_cache is not None and self.no_timing_cache:
+            raise ConfigError("Give --timing-cache FILE or --no-timing-cache, not both.")
 
     @property
     def workspace_bytes(self) -> int:
@@ -132,6 +143,8 @@ class BuildOptions:
         words += ["--batch", str(self.batch), "--workspace", f"{self.workspace_gib:g}"]
         if self.timing_cache is not None:
             words += ["--timing-cache", str(self.timing_cache)]
+        if self.no_timing_cache:
+            words.append("--no-timing-cache")
         words += ["--output", str(self.output)]
         if self.calib_limit != 512:
             words += ["--calib-limit", str(self.calib_limit)]

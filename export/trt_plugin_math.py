@@ -7,7 +7,7 @@ operations, and takes the ceiling division to use as an argument.
 Kernel variants come from the manifest `python -m kernels.aot` writes: per variant the entry name inside the
 PTX, the target architecture, dtype (and head size), num_warps, shared memory bytes, the arguments in TensorRT's
 AOT order (input pointers, int32 scalars, output pointers) and the grid; scalars and grid are small formulas
-over the sizes named in the kernels' shape strings (`B x C x H x W`; `B x heads x N_p x D`), e.g.
+over the sizes named in the kernels' shape strings (`B x C x H x W`; token-major `B x N_p x heads x D`), e.g.
 `"cdiv(ceil(W/2), 64)"`.
 """
 
@@ -46,9 +46,10 @@ def sfcm_output_shapes(qp: Sequence, kf: Sequence, vf: Sequence, qf: Sequence, k
 
 
 def sfcm_sizes(qp: Sequence, qf: Sequence) -> dict:
-    """Named sizes of the attention kernel: patch tokens N_p (qp, kp, vp), frequency tokens N_f (qf, kf, vf)."""
-    batch, heads, n_p, head_dim = qp
-    return {"B": batch, "heads": heads, "N_p": n_p, "N_f": qf[2], "D": head_dim}
+    """Named sizes of the attention kernel from its token-major B x N x heads x D inputs: patch tokens N_p
+    (qp, kp, vp), frequency tokens N_f (qf, kf, vf)."""
+    batch, n_p, heads, head_dim = qp
+    return {"B": batch, "heads": heads, "N_p": n_p, "N_f": qf[1], "D": head_dim}
 
 
 # ---- formulas --------------------------------------------------------------------------------------------

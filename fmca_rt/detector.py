@@ -13,38 +13,46 @@ its temperature and named operating points when it was calibrated (`python -m tr
     detector = Detector("fmca.onnx", threshold="fpr@1%")   # or "eer", "best-accuracy", a number, None (argmax)
     result = detector.predict("photo.jpg")
     print(result.operating_point)                          # fpr@1% (P(fake) >= 0.83; validation TPR ... )
+    detector = Detector("fmca.onnx", threshold="abstain")  # "fake", "real" or "uncertain" (send to a person)
     for explanation in result.explain():                   # why: a heat map per face
         explanation.save("why.png")
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from .backends import Backend, create_backend
-from .errors import ExplainError, FMCAError
+from .errors import ExplainError, FaceDetectorError, FMCAError, ImageError
 from .explain import EXPLAIN_METHODS, Explanation, explain_occlusion
-from .faces import Face, FaceDetector, crop_faces, make_face_detector
+from .face_guard import ThreadSafeFaces
+from .faces import Face, FaceDetector, crop_faces
 from .gradcam import BRANCHES as GRADCAM_METHODS
 from .gradcam import explain_gradcam
 from .images import load_image
 from .latency import LatencyStats
 from .operating_points import Calibration
 from .preprocess import preprocess
-from .results import FaceResult, ImageResult
+from .results import ERROR, FaceResult, ImageResult
 
 
 class Detector:
     """Face-forgery detection with any backend. `threshold` turns calibrated P(fake) into the "fake" label:
     a named operating point stored with the model ("eer", "fpr@1%", "best-accuracy"), a P(fake) in [0, 1],
-    or None for argmax (0.5); `batch_size` bounds how many face crops go to the backend at once."""
+    None for argmax (0.5), or "abstain" for the model's abstain band ("uncertain" between its two thresholds;
+    fmca_rt.abstain); `batch_size` bounds how many face crops go to the backend at once.
+
+    One Detector may be used from several threads at once and gives each call the result a serial call
+    would: every thread gets its own face detector, a plug-in detector and a backend that is not
+    thread-safe (TensorRT) are called one thread at a time, and the latency statistics are locked."""
 
     def __init__(self, model: str | Path | Backend, backend: str = "auto", faces: str | FaceDetector = "auto",
                  threshold: float | str | None = None, batch_size: int = 8, device: str | None = None,
-                 crop_scale: float = 1.3):
+                 crop_scale: float = 1.3, align_faces: bool | None = None):
         if batch_size < 1:
             raise FMCAError(f"batch_size must be at least 1, got {batch_size}.")
         self.backend = model if isinstance(model, Backend) else create_backend(model, backend, device)
@@ -56,10 +64,16 @@ class Detector:
         except FMCAError:
             self.backend.deactivate()
             raise
-        self.face_detector = make_face_detector(faces)
+        try:
+            self._faces = ThreadSafeFaces(faces, device)
+        except FMCAError:
+            self.backend.deactivate()
+            raise
         self.threshold = self.operating_point.threshold
         self.batch_size = batch_size
         self.crop_scale = crop_scale
+        # Eye-level crops for models trained on them (training.prepare --align-faces); the model's config may say.
+        self.align_faces = bool(self.metadata.config.get("align_faces", False)) if align_faces is None else align_faces
         self.latency = LatencyStats()
         self._fake_index = self._class_index("fake")
 
@@ -69,13 +83,33 @@ class Detector:
             raise FMCAError(f"The model's classes are {names}; fmca-rt needs one named {name!r}.")
         return names.index(name)
 
+    @property
+    def face_detector(self) -> FaceDetector:
+        """The face detector the calling thread uses."""
+        return self._faces.for_this_thread()
+
     # ---- the stages, usable on their own ----------------------------------------------------------------
     def detect_faces(self, bgr: np.ndarray) -> list[Face]:
+        """Faces in a BGR image, boxes clipped to it; FaceDetectorError when the detector fails or returns
+        a box outside the image."""
         with self.latency.measure("detect"):
-            return self.face_detector.detect(bgr)
+            return self._faces.detect(bgr)
+
+    def detect_faces_batch(self, images: Sequence[np.ndarray]) -> list[list[Face] | FaceDetectorError]:
+        """Faces in each BGR image (boxes clipped to it), or the FaceDetectorError that image gave; batched
+        for detectors that can (the CNN detectors)."""
+        if not images:
+            return []
+        with self.latency.measure("detect", len(images)):
+            return self._faces.detect_batch(list(images))
+
+    def crop_faces(self, bgr: np.ndarray, faces: Sequence[Face]) -> list[np.ndarray]:
+        """The RGB crops the model sees for these faces (square, `crop_scale` x the box, eyes level when aligning)."""
+        return crop_faces(bgr, list(faces), self.crop_scale, self.align_faces)
 
     def classify_crops(self, crops_rgb: Sequence[np.ndarray]) -> np.ndarray:
-        """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size."""
+        """Calibrated P(fake) for RGB uint8 face crops, in batches of batch_size; NaN for a crop whose
+        logits were not finite (an engine that overflowed, a broken model): it has no verdict."""
         probs = []
         for start in range(0, len(crops_rgb), self.batch_size):
             chunk = crops_rgb[start:start + self.batch_size]
@@ -84,11 +118,22 @@ class Detector:
                                     self.metadata.preprocessing)
             with self.latency.measure("infer", len(chunk)):
                 logits = self.backend.infer(pixels)
-            probs.append(self.calibration.fake_probability(logits, self._fake_index))
+            finite = np.isfinite(logits).all(axis=1)
+            with np.errstate(invalid="ignore", over="ignore"):
+                probs.append(np.where(finite, self.calibration.fake_probability(logits, self._fake_index), np.nan))
         return np.concatenate(probs) if probs else np.zeros(0, np.float32)
 
     def label_for(self, fake_prob: float) -> str:
-        return "fake" if fake_prob >= self.threshold else "real"
+        """ "fake" or "real" by the operating point ("uncertain" too with threshold="abstain"); "error" for a
+        P(fake) that is not finite."""
+        if not math.isfinite(fake_prob):
+            return ERROR
+        return self.operating_point.label(fake_prob)
+
+    def face_results(self, faces: Sequence[Face], probs: Iterable[float]) -> list[FaceResult]:
+        """FaceResults of faces and their P(fake); a NaN P(fake) gives an unscored face labelled "error"."""
+        return [FaceResult(face, p, self.label_for(p)) if math.isfinite(p) else FaceResult(face, None, ERROR)
+                for face, p in zip(faces, probs)]
 
     # ---- images -------------------------------------------------------------------------------------------
     def predict(self, image) -> ImageResult:
@@ -98,8 +143,12 @@ class Detector:
         return self._predict_loaded([(bgr, name)])[0]
 
     def predict_batch(self, images: Iterable) -> list[ImageResult]:
-        """Many images, their faces batched together for the backend. An image that cannot be read gives
-        a result with `error` set (label "error") instead of stopping the batch."""
+        """Many images (a list: of paths, arrays, PIL images), their faces batched together for the backend.
+        An image that cannot be read, whose faces cannot be found, or whose face the model could not score
+        gives a result with `error` set (label "error") instead of stopping the batch."""
+        if isinstance(images, (str, Path, np.ndarray)) or type(images).__module__.startswith("PIL."):
+            raise ImageError(f"predict_batch takes a list of images, not one {type(images).__name__}; use "
+                             "predict(image) or predict_batch([image]).")
         loaded, results = [], []
         for image in images:
             try:
@@ -112,14 +161,20 @@ class Detector:
         return [next(predicted) if result is None else result for result in results]
 
     def _predict_loaded(self, loaded: list[tuple[np.ndarray, str]]) -> list[ImageResult]:
-        faces_per_image = [self.detect_faces(bgr) for bgr, _ in loaded]
+        detected = self.detect_faces_batch([bgr for bgr, _ in loaded])
+        faces_per_image = [[] if isinstance(found, FMCAError) else found for found in detected]
+        errors = [str(found) if isinstance(found, FMCAError) else None for found in detected]
         crops = [crop for (bgr, _), faces in zip(loaded, faces_per_image)
-                 for crop in crop_faces(bgr, faces, self.crop_scale)]
+                 for crop in self.crop_faces(bgr, faces)]
         probs = iter(self.classify_crops(crops).tolist())
         results = []
-        for (bgr, name), faces in zip(loaded, faces_per_image):
-            face_results = [FaceResult(face, p, self.label_for(p)) for face, p in zip(faces, probs)]
-            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, image=bgr,
+        for (bgr, name), faces, error in zip(loaded, faces_per_image, errors):
+            face_results = self.face_results(faces, probs)
+            unscored = sum(not f.scored for f in face_results)
+            if unscored:
+                error = (f"the model's output for {unscored} of {len(face_results)} faces was not finite (NaN or "
+                         "infinite logits: an overflowing engine or a broken model), so there is no verdict")
+            results.append(ImageResult(name, bgr.shape[1], bgr.shape[0], face_results, error=error, image=bgr,
                                        operating_point=self.operating_point, detector=self))
         return results
 
@@ -142,9 +197,12 @@ class Detector:
             bgr, _ = load_image(image)
             faces = self.detect_faces(bgr)
         meta = self.metadata
-        pixels = preprocess(crop_faces(bgr, faces, self.crop_scale), meta.image_size, meta.mean, meta.std,
+        pixels = preprocess(self.crop_faces(bgr, faces), meta.image_size, meta.mean, meta.std,
                             meta.preprocessing)
         if method == "occlusion":
+            if "patch_size" not in meta.config:
+                raise ExplainError(f"{self.backend.model_path.name}'s metadata has no patch_size, which occlusion "
+                                   "needs; export it again with `python -m export.onnx`.")
             return [explain_occlusion(self._fake_probability_of_pixels, face, meta.mean, meta.std,
                                       meta.config["patch_size"], window, stride, fill, self.batch_size)
                     for face in pixels]

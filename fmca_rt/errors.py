@@ -14,6 +14,7 @@
      +-- FaceDetectorError    a face detector cannot be created (unknown name, missing model file)
      +-- ImageError           an input image or face crop cannot be read or used
      +-- OutputError          a result file, video or window cannot be written or opened
+     +-- RunError             a video run failed midway; its summary says what was analysed and written
      +-- ServeError           a Triton server cannot be started or reached, or refused a request
      +-- SourceError          a video source cannot be named, found or opened
 """
@@ -75,9 +76,22 @@ class OutputError(FMCAError):
     """A result file, annotated video or display window cannot be written or opened."""
 
 
+class RunError(FMCAError):
+    """A video run failed midway (the backend raised, an output could not be written); `run.summary` has
+    status "failed", the error, and what was analysed and written."""
+
+
 class ServeError(FMCAError):
     """A Triton server cannot be started, configured or reached, or refused a request."""
 
 
 class SourceError(FMCAError):
     """A video source cannot be named, found or opened."""
+
+
+def describe_failure(error: BaseException) -> str:
+    """One line for an exception: the package's own sentence, or the type and first line of another's."""
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, FMCAError):
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__

@@ -37,10 +37,11 @@ EXPLAIN_METHODS = ("occlusion", "gradcam", "gradcam-frequency")  # the last two:
 
 
 def window_starts(grid: int, window: int, stride: int) -> list[int]:
-    """Window start positions along one axis; the last window always reaches the grid's edge."""
-    if not (1 <= window <= grid and stride >= 1):
+    """Window start positions along one axis; the last window always reaches the grid's edge. A stride
+    longer than the window would leave patches that no window covers (no score: a blank map)."""
+    if not (1 <= window <= grid and 1 <= stride <= window):
         raise ExplainError(f"An occlusion window of {window} patches with stride {stride} does not fit a "
-                           f"{grid}-patch grid; use 1 <= window <= {grid} and stride >= 1.")
+                           f"{grid}-patch grid; use 1 <= window <= {grid} and 1 <= stride <= window.")
     starts = list(range(0, grid - window + 1, stride))
     if starts[-1] != grid - window:
         starts.append(grid - window)

@@ -2,7 +2,8 @@
 
 Every image becomes H x W x 3 BGR uint8 (OpenCV's convention): grayscale is expanded, alpha dropped,
 16-bit and float images scaled to 8 bits. Anything that cannot become one raises ImageError with one
-sentence naming the file and the reason.
+sentence naming the file and the reason. An image larger than MAX_PIXELS is refused from its header, before
+it is decoded (image_header.py), and a PIL image from its size, before its pixels are loaded.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import ImageError
+from .image_header import header_size
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 # 16k x 16k: beyond this an image is almost surely a mistake, and decoding it would take gigabytes.
@@ -39,16 +41,34 @@ def expand_image_paths(items: Iterable[str | Path]) -> list[Path]:
     return paths
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """Decode an image file to BGR uint8."""
+def check_pixel_count(width: int, height: int, name: str) -> None:
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"{name} is {width} x {height} pixels, more than the {MAX_PIXELS:,}-pixel limit; "
+                         "downscale it first.")
+
+
+def read_encoded(path: str | Path) -> np.ndarray:
+    """A file's bytes, checked before decoding: not empty, not a truncated JPEG, not too large."""
     path = Path(path)
     if not path.is_file():
         raise ImageError(f"{path} does not exist or is not a file.")
-    data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: it cannot open non-ASCII paths on Windows
+    try:
+        data = np.fromfile(path, dtype=np.uint8)  # not cv2.imread: it cannot open non-ASCII paths on Windows
+    except OSError as error:
+        raise ImageError(f"{path} cannot be read: {error.strerror or error}.") from None
     if data.size == 0:
         raise ImageError(f"{path} is empty (0 bytes).")
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-16:].tobytes():
         raise ImageError(f"{path} is a truncated JPEG (no end-of-image marker).")
+    size = header_size(data)
+    if size is not None:
+        check_pixel_count(*size, str(path))
+    return data
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """Decode an image file to BGR uint8."""
+    data = read_encoded(path)
     # Not IMREAD_UNCHANGED: it ignores the EXIF orientation, and phone photos would arrive sideways.
     image = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
     if image is None:
@@ -67,9 +87,7 @@ def to_bgr_uint8(image: np.ndarray, name: str = "image", channel_order: str = "b
         raise ImageError(f"{name} has shape {image.shape}; expected H x W (gray), H x W x 3 or H x W x 4.")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ImageError(f"{name} is empty (shape {image.shape}).")
-    if image.shape[0] * image.shape[1] > MAX_PIXELS:
-        raise ImageError(f"{name} is {image.shape[1]} x {image.shape[0]} pixels, more than the "
-                         f"{MAX_PIXELS:,}-pixel limit; downscale it first.")
+    check_pixel_count(image.shape[1], image.shape[0], name)
     image = _to_uint8(image, name)
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
@@ -106,8 +124,13 @@ def load_image(image) -> tuple[np.ndarray, str]:
 
 
 def _from_pil(image) -> np.ndarray:
-    if image.mode.startswith("I;16"):
-        return to_bgr_uint8(np.asarray(image).astype(np.uint16), "PIL image")
-    if image.mode not in ("RGB", "RGBA", "L"):
-        image = image.convert("RGB")
-    return to_bgr_uint8(np.asarray(image), "PIL image", channel_order="rgb")
+    name = getattr(image, "filename", "") or "PIL image"
+    check_pixel_count(*image.size, name)  # before the pixels are loaded: PIL images load lazily
+    try:
+        if image.mode.startswith("I;16"):
+            return to_bgr_uint8(np.asarray(image).astype(np.uint16), name)
+        if image.mode not in ("RGB", "RGBA", "L"):
+            image = image.convert("RGB")
+        return to_bgr_uint8(np.asarray(image), name, channel_order="rgb")
+    except (OSError, ValueError, SyntaxError) as error:  # PIL's truncated or corrupt files, on first access
+        raise ImageError(f"{name} cannot be decoded: {error}.") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -10,15 +11,18 @@ import numpy as np
 
 
 class LatencyStats:
-    """Collects durations per named stage; `items` says how many images/faces/frames a sample covered."""
+    """Collects durations per named stage; `items` says how many images/faces/frames a sample covered.
+    Safe to record from several threads."""
 
     def __init__(self):
         self._seconds: dict[str, list[float]] = defaultdict(list)
         self._items: dict[str, int] = defaultdict(int)
+        self._lock = threading.Lock()
 
     def record(self, stage: str, seconds: float, items: int = 1) -> None:
-        self._seconds[stage].append(seconds)
-        self._items[stage] += items
+        with self._lock:
+            self._seconds[stage].append(seconds)
+            self._items[stage] += items
 
     @contextmanager
     def measure(self, stage: str, items: int = 1):
@@ -30,10 +34,13 @@ class LatencyStats:
 
     def summary(self) -> dict[str, dict[str, float]]:
         """stage -> calls, items, total/mean/p50/p90/p99/max in milliseconds."""
+        with self._lock:
+            samples_by_stage = {stage: list(samples) for stage, samples in self._seconds.items()}
+            items = dict(self._items)
         table = {}
-        for stage, samples in self._seconds.items():
+        for stage, samples in samples_by_stage.items():
             ms = np.asarray(samples) * 1000.0
-            table[stage] = {"calls": len(ms), "items": self._items[stage], "total_ms": round(float(ms.sum()), 3),
+            table[stage] = {"calls": len(ms), "items": items[stage], "total_ms": round(float(ms.sum()), 3),
                             "mean_ms": round(float(ms.mean()), 3),
                             **{f"p{q}_ms": round(float(np.percentile(ms, q)), 3) for q in (50, 90, 99)},
                             "max_ms": round(float(ms.max()), 3)}

@@ -7,6 +7,8 @@ and a few named thresholds on the calibrated probability P(fake) = softmax(logit
     "fpr@1%"          the highest true-positive rate whose false-positive rate is at most 1% (any percentage)
     "best-accuracy"   the highest accuracy on the validation folder (depends on its real/fake balance)
     "argmax"          P(fake) >= 0.5, the class with the larger logit; needs no calibration
+    "abstain"         two thresholds: "fake" above one, "real" below the other, "uncertain" between, each
+                      side with a stated guarantee (fmca_rt.abstain; `training.calibrate --abstain`)
 
 A face is called fake when P(fake) >= threshold. The calibration travels with the model: checkpoint
 (`calibration` entry), ONNX metadata and engine sidecar (`ModelMetadata.calibration`). Needs only numpy.
@@ -21,11 +23,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .abstain import ABSTAIN, AbstainBand
 from .errors import CalibrationError
 
 ARGMAX = "argmax"
 _FPR_NAME = re.compile(r"^fpr@(\d+(?:\.\d+)?)%$")
-
 
 
 def fake_class_index(class_names) -> int:
@@ -37,6 +39,12 @@ def fake_class_index(class_names) -> int:
 def fpr_point_name(fpr: float) -> str:
     """The canonical name of a target false-positive rate given as a fraction: 0.01 -> "fpr@1%"."""
     return f"fpr@{round(fpr * 100, 6):g}%"
+
+
+def target_fpr(name: str) -> float | None:
+    """The false-positive rate a point is named for, as a fraction ("fpr@1%" -> 0.01); None for other names."""
+    match = _FPR_NAME.match(name)
+    return float(match.group(1)) / 100 if match else None
 
 
 def canonical_point_name(name: str) -> str:
@@ -55,11 +63,22 @@ class OperatingPoint:
     tpr: float | None = None  # true-positive rate (fakes caught) on the validation folder
     fpr: float | None = None  # false-positive rate (reals flagged) on the validation folder
 
+    def label(self, fake_prob: float) -> str:
+        return "fake" if fake_prob >= self.threshold else "real"
+
+    def labels(self, fake_probs: np.ndarray) -> np.ndarray:
+        """The label of each P(fake) in an array."""
+        return np.where(np.asarray(fake_probs, dtype=np.float64) >= self.threshold, "fake", "real")
+
     def describe(self) -> str:
         text = f"{self.name} (P(fake) >= {self.threshold:.4g}"
         if self.tpr is not None and self.fpr is not None:
             text += f"; validation TPR {self.tpr:.1%} at FPR {self.fpr:.1%}"
         return text + ")"
+
+    def summary_dict(self) -> dict:
+        """How labels were decided, as results and summaries state it."""
+        return {"name": self.name, "threshold": self.threshold}
 
 
 ARGMAX_POINT = OperatingPoint(ARGMAX, 0.5)
@@ -67,11 +86,13 @@ ARGMAX_POINT = OperatingPoint(ARGMAX, 0.5)
 
 @dataclass(frozen=True)
 class Calibration:
-    """Temperature and named operating points of one model; `source` records how they were obtained."""
+    """Temperature, named operating points and the optional abstain band of one model; `source` records how
+    they were obtained."""
 
     temperature: float = 1.0
     points: tuple[OperatingPoint, ...] = ()
     source: dict = field(default_factory=dict)
+    abstain: AbstainBand | None = None
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.temperature) and self.temperature > 0):
@@ -79,10 +100,10 @@ class Calibration:
 
     @property
     def point_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.points)
+        return tuple(p.name for p in self.points) + ((ABSTAIN,) if self.abstain else ())
 
-    def operating_point(self, spec: str | float | None) -> OperatingPoint:
-        """`None` -> argmax; a number in [0, 1] -> that threshold; a name -> the stored point."""
+    def operating_point(self, spec: str | float | None) -> OperatingPoint | AbstainBand:
+        """`None` -> argmax; a number in [0, 1] -> that threshold; a name -> the stored point or the band."""
         if spec is None:
             return ARGMAX_POINT
         if isinstance(spec, numbers.Real) and not isinstance(spec, bool):
@@ -94,6 +115,11 @@ class Calibration:
         name = canonical_point_name(spec)
         if name == ARGMAX:
             return ARGMAX_POINT
+        if name == ABSTAIN:
+            if self.abstain is None:
+                raise CalibrationError("This model has no abstain band; calibrate it with `python -m "
+                                       "training.calibrate ... --abstain fpr=1%,miss=5%`.")
+            return self.abstain
         for point in self.points:
             if point.name == name:
                 return point
@@ -111,8 +137,11 @@ class Calibration:
         return exp[:, fake_index] / exp.sum(axis=1)
 
     def to_dict(self) -> dict:
-        return {"temperature": self.temperature, "points": [asdict(p) for p in self.points],
-                "source": dict(self.source)}
+        values = {"temperature": self.temperature, "points": [asdict(p) for p in self.points],
+                  "source": dict(self.source)}
+        if self.abstain is not None:  # absent rather than null: calibrations without a band stay as they were
+            values["abstain"] = self.abstain.to_dict()
+        return values
 
     @classmethod
     def from_dict(cls, values: dict | None, source: str = "model") -> "Calibration":
@@ -122,7 +151,9 @@ class Calibration:
         try:
             points = tuple(OperatingPoint(str(p["name"]), float(p["threshold"]), _rate(p.get("tpr")), _rate(p.get("fpr")))
                            for p in values.get("points", ()))
-            return cls(float(values["temperature"]), points, dict(values.get("source", {})))
+            band = values.get("abstain")
+            return cls(float(values["temperature"]), points, dict(values.get("source", {})),
+                       None if band is None else AbstainBand.from_dict(band))
         except CalibrationError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError):

@@ -4,11 +4,18 @@ JSON schema of one image (`ImageResult.to_dict()`; `fmca-rt predict --json` writ
 
     {"source": str, "width": int, "height": int,
      "fake_prob": float | null,          # the highest over faces; null when no face was found
-     "label": "real" | "fake" | "no face" | "error",
-     "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float, "label": str,
-                "track_id": int (video only)}],
+     "label": "real" | "fake" | "uncertain" | "no face" | "error",   # the label of the face with the highest P(fake)
+     "faces": [{"box": [x1, y1, x2, y2], "score": float, "fake_prob": float | null, "label": str,
+                "landmarks": [[x, y] x 5] (CNN face detectors: eyes, nose tip, mouth corners),
+                "track_id": int, "fresh": bool (video only: classified on this frame, or the track's
+                                                   last score carried)}],
+                # fake_prob null, label "error": the model's output for that face was not finite (NaN/inf
+                # logits), so it has no verdict
      "error": str | null,                # why the image could not be processed
      "operating_point": {"name": str, "threshold": float} | null}   # how labels were decided ("fpr@1%", ...)
+
+"uncertain" comes only with the abstain band (threshold="abstain"), whose operating point also has
+"real_threshold": P(fake) at or above "threshold" is fake, at or below "real_threshold" real, between uncertain.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from .abstain import UNCERTAIN, AbstainBand
 from .faces import Face
 from .operating_points import OperatingPoint
 
@@ -29,15 +37,20 @@ if TYPE_CHECKING:
 
 NO_FACE = "no face"
 ERROR = "error"
-_COLORS = {"real": (60, 180, 60), "fake": (40, 40, 220)}  # BGR
+_COLORS = {"real": (60, 180, 60), "fake": (40, 40, 220), UNCERTAIN: (0, 165, 255)}  # BGR; uncertain is amber
 
 
 @dataclass
 class FaceResult:
     face: Face
-    fake_prob: float
+    fake_prob: float | None  # None when the model's output for this face was not finite (label "error")
     label: str
     track_id: int | None = None
+    fresh: bool | None = None  # video: whether the face was classified on this frame or carries its track's score
+
+    @property
+    def scored(self) -> bool:
+        return self.fake_prob is not None
 
     @property
     def box(self) -> tuple[int, int, int, int]:
@@ -48,9 +61,12 @@ class FaceResult:
         return self.face.score
 
     def to_dict(self) -> dict:
-        values = {**self.face.to_dict(), "fake_prob": round(float(self.fake_prob), 6), "label": self.label}
+        values = {**self.face.to_dict(), "fake_prob": None if self.fake_prob is None else round(float(self.fake_prob), 6),
+                  "label": self.label}
         if self.track_id is not None:
             values["track_id"] = self.track_id
+        if self.fresh is not None:
+            values["fresh"] = self.fresh
         return values
 
 
@@ -62,16 +78,19 @@ class ImageResult:
     faces: list[FaceResult] = field(default_factory=list)
     error: str | None = None
     image: np.ndarray | None = field(default=None, repr=False)  # the BGR image, kept for plot() and explain()
-    operating_point: OperatingPoint | None = None  # the threshold that decided the labels, and its name
+    operating_point: OperatingPoint | AbstainBand | None = None  # the threshold(s) that decided the labels
     detector: Detector | None = field(default=None, repr=False, compare=False)  # the one that made it, for explain()
 
     @property
     def fake_prob(self) -> float | None:
+        """The highest P(fake) over the faces; None without a face, or when one of them could not be scored."""
+        if self.error is not None or not all(f.scored for f in self.faces):
+            return None
         return max((f.fake_prob for f in self.faces), default=None)
 
     @property
     def label(self) -> str:
-        if self.error is not None:
+        if self.error is not None or not all(f.scored for f in self.faces):
             return ERROR
         if not self.faces:
             return NO_FACE
@@ -86,8 +105,7 @@ class ImageResult:
         return {"source": self.source, "width": self.width, "height": self.height,
                 "fake_prob": None if fake_prob is None else round(float(fake_prob), 6), "label": self.label,
                 "faces": [f.to_dict() for f in self.faces], "error": self.error,
-                "operating_point": None if self.operating_point is None else
-                {"name": self.operating_point.name, "threshold": self.operating_point.threshold}}
+                "operating_point": None if self.operating_point is None else self.operating_point.summary_dict()}
 
     def to_json(self, **kwargs) -> str:
         return json.dumps(self.to_dict(), **kwargs)
@@ -116,7 +134,7 @@ def draw_faces(canvas: np.ndarray, faces: list[FaceResult]) -> np.ndarray:
         x1, y1, x2, y2 = face.box
         color = _COLORS.get(face.label, (200, 200, 200))
         cv2.rectangle(canvas, (x1, y1), (x2 - 1, y2 - 1), color, thickness)
-        caption = f"{face.label} {face.fake_prob:.2f}"
+        caption = face.label if face.fake_prob is None else f"{face.label} {face.fake_prob:.2f}"
         if face.track_id is not None:
             caption = f"#{face.track_id} {caption}"
         (w, h), baseline = cv2.getTextSize(caption, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)

@@ -4,7 +4,8 @@
 `torch.ops.fmca.sfcm_attention`: CUDA tensors run the Triton kernels, CPU tensors the model's PyTorch
 references, and `torch.compile` sees them as opaque ops. The `*_triton` launchers call a kernel directly.
 Importing this package registers the "triton" implementation in `training.ops`; `kernels.aot` compiles the
-kernels ahead of time for TensorRT plugins and `kernels.bench` times them on a GPU.
+kernels ahead of time for TensorRT plugins, `kernels.compiled` reads what they compile to, and
+`kernels.gpucheck` checks and times them on a GPU.
 """
 
 from training.frequency import haar_dwt_reference

@@ -1,6 +1,8 @@
-"""Checks the launchers share: where a kernel can run."""
+"""Checks the launchers share: where a kernel can run, on which device, into which output buffer."""
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from triton.runtime.interpreter import InterpretedFunction
@@ -22,10 +24,26 @@ def require_kernel_device(kernel, *tensors: torch.Tensor) -> None:
                          "kernels.sfcm_attention for the PyTorch path on the CPU).")
 
 
-def check_output(out: torch.Tensor, name: str, shape: tuple, like: torch.Tensor) -> torch.Tensor:
-    """A caller-provided output buffer must be exactly what the kernel would allocate."""
-    if tuple(out.shape) != tuple(shape) or out.dtype != like.dtype or out.device != like.device \
-            or not out.is_contiguous():
-        raise ValueError(f"{name} must be a contiguous {like.dtype} tensor of shape {tuple(shape)} on {like.device}, "
-                         f"got {out.dtype} {tuple(out.shape)} on {out.device}.")
+def kernel_arch(device: torch.device) -> int:
+    """The compute capability of a CUDA device as an int (87, 90); 90 for CPU tensors (Triton's interpreter)."""
+    if device.type != "cuda":
+        return 90
+    major, minor = torch.cuda.get_device_capability(device)
+    return 10 * major + minor
+
+
+def on_device(device: torch.device):
+    """Triton launches on the current CUDA device: make it the tensors' device for the launch."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def check_output(out: torch.Tensor, name: str, template: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A caller-provided output buffer must be exactly what the kernel would allocate: `template`'s shape and
+    strides (a tensor on the meta device will do), `like`'s dtype and device."""
+    if (out.shape != template.shape or out.stride() != template.stride() or out.dtype != like.dtype
+            or out.device != like.device):
+        layout = "contiguous" if template.is_contiguous() else f"strides {template.stride()}"
+        raise ValueError(f"{name} must be a {like.dtype} tensor of shape {tuple(template.shape)} with {layout} on "
+                         f"{like.device}, got {out.dtype} {tuple(out.shape)} with strides {out.stride()} on "
+                         f"{out.device}.")
     return out

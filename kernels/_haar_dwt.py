@@ -1,8 +1,12 @@
 """Fused un-normalize + single-level Haar DWT: the Triton kernel, its launcher and the `fmca::haar_dwt` op.
 
-One program handles a tile of output rows x columns of one image, for every channel: it reads each input
-element once (two contiguous input rows per output row) and writes each of the four bands once, so the
-kernel is purely memory-bound. The math is `training.frequency.haar_dwt_reference`'s, in float32.
+One program handles a tile of output rows x columns of one channel plane (grid axis 2 enumerates batch x
+channels, so a single 224-px image already makes 168 programs): it reads each input element once and writes
+each of the four bands once, so the kernel is purely memory-bound. Images whose width is a multiple of 8 and
+whose height is even (every model input: image sizes are multiples of 8) take a path the compiler can prove
+aligned: two contiguous input rows per output row in 16-byte loads, split into column pairs in registers, and
+8- or 16-byte stores, with no layout conversion. Other sizes take a general path with reflect padding.
+The math is `training.frequency.haar_dwt_reference`'s, in float32.
 """
 
 from __future__ import annotations
@@ -16,55 +20,99 @@ import triton.language as tl
 from fmca_rt.normalization import IMAGENET_MEAN, IMAGENET_STD
 from training.frequency import haar_dwt_reference
 
-from ._checks import check_output, require_kernel_device
+from ._checks import check_output, on_device, require_kernel_device
 
-BLOCK_H = 4  # output rows per program
-BLOCK_W = 64  # output columns per program (128 contiguous input columns)
-NUM_WARPS = 4
+BLOCK_H = 8  # output rows per program
+BLOCK_W = 32  # output columns per program (64 contiguous input columns)
+MAX_GRID_Z = 65535  # CUDA's limit on a grid's z size (batch x channels here)
+
+
+@triton.jit
+def _unnormalized(v, channel, CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr):
+    """v * STD[channel] + MEAN[channel] in float32 (MEAN None: just float32); the channel is a runtime value."""
+    v = v.to(tl.float32)
+    if MEAN is not None:
+        mean = 0.0
+        std = 1.0
+        for i in tl.static_range(CHANNELS):
+            mean = tl.where(channel == i, MEAN[i], mean)
+            std = tl.where(channel == i, STD[i], std)
+        v = v * std + mean
+    return v
+
+
+@triton.jit
+def _store_bands(out_ptr, plane, rows, cols, out_h, out_w, a, b, c_, d,
+                 CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr):
+    """The four bands of the 2 x 2 blocks [[a, b], [c_, d]] of one channel plane, into its 4 output planes."""
+    channel = plane % CHANNELS
+    a = _unnormalized(a, channel, CHANNELS, MEAN, STD)
+    b = _unnormalized(b, channel, CHANNELS, MEAN, STD)
+    c_ = _unnormalized(c_, channel, CHANNELS, MEAN, STD)
+    d = _unnormalized(d, channel, CHANNELS, MEAN, STD)
+    mask = (rows < out_h)[:, None] & (cols < out_w)[None, :]
+    out_plane = out_h * out_w
+    out = out_ptr + plane.to(tl.int64) * 4 * out_plane + rows[:, None] * out_w + cols[None, :]
+    dtype = out_ptr.dtype.element_ty
+    tl.store(out, ((a + b + c_ + d) * 0.5).to(dtype), mask=mask)  # LL
+    tl.store(out + out_plane, ((a - b + c_ - d) * 0.5).to(dtype), mask=mask)  # LH
+    tl.store(out + 2 * out_plane, ((a + b - c_ - d) * 0.5).to(dtype), mask=mask)  # HL
+    tl.store(out + 3 * out_plane, ((a - b - c_ + d) * 0.5).to(dtype), mask=mask)  # HH
+
+
+@triton.jit
+def _aligned_tile(x_ptr, height, width, out_ptr, CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr,
+                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    # Only for width % 8 == 0 and even height. Written so that the compiler sees the row pitch's divisibility:
+    # (width // 8) * 4 equals width // 2 here and is visibly a multiple of 4.
+    plane = tl.program_id(2)
+    out_w = (width // 8) * 4
+    width = 2 * out_w
+    out_h = height // 2
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
+    in_cols = tl.program_id(0) * (2 * BLOCK_W) + tl.arange(0, 2 * BLOCK_W)
+    mask = (rows < out_h)[:, None] & (in_cols < width)[None, :]
+    top = x_ptr + plane.to(tl.int64) * height * width + (2 * rows)[:, None] * width + in_cols[None, :]
+    a, b = tl.split(tl.reshape(tl.load(top, mask=mask, other=0.0), (BLOCK_H, BLOCK_W, 2)))
+    c_, d = tl.split(tl.reshape(tl.load(top + width, mask=mask, other=0.0), (BLOCK_H, BLOCK_W, 2)))
+    _store_bands(out_ptr, plane, rows, cols, out_h, out_w, a, b, c_, d, CHANNELS, MEAN, STD)
+
+
+@triton.jit
+def _general_tile(x_ptr, height, width, out_ptr, CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr,
+                  BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
+    # Any size >= 2 x 2. Odd sizes are reflect-padded: the missing row H is row H - 2, the missing column W is
+    # column W - 2.
+    plane = tl.program_id(2)
+    out_h = (height + 1) // 2
+    out_w = (width + 1) // 2
+    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
+    cols = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
+    mask = (rows < out_h)[:, None] & (cols < out_w)[None, :]
+    top = 2 * rows
+    bottom = tl.where(top + 1 < height, top + 1, height - 2)
+    left = 2 * cols
+    right = tl.where(left + 1 < width, left + 1, width - 2)
+    src = x_ptr + plane.to(tl.int64) * height * width
+    a = tl.load(src + top[:, None] * width + left[None, :], mask=mask, other=0.0)
+    b = tl.load(src + top[:, None] * width + right[None, :], mask=mask, other=0.0)
+    c_ = tl.load(src + bottom[:, None] * width + left[None, :], mask=mask, other=0.0)
+    d = tl.load(src + bottom[:, None] * width + right[None, :], mask=mask, other=0.0)
+    _store_bands(out_ptr, plane, rows, cols, out_h, out_w, a, b, c_, d, CHANNELS, MEAN, STD)
 
 
 @triton.jit
 def _haar_dwt_kernel(x_ptr, height, width, out_ptr,
                      CHANNELS: tl.constexpr, MEAN: tl.constexpr, STD: tl.constexpr,
                      BLOCK_H: tl.constexpr, BLOCK_W: tl.constexpr):
-    # Grid: (column tiles, row tiles, batch). x is B x C x H x W, out is B x 4C x ceil(H/2) x ceil(W/2),
-    # both contiguous. MEAN/STD are per-channel tuples baked into the kernel, or None to skip un-normalizing.
-    batch = tl.program_id(2)
-    out_h = (height + 1) // 2
-    out_w = (width + 1) // 2
-    rows = tl.program_id(1) * BLOCK_H + tl.arange(0, BLOCK_H)
-    cols = tl.program_id(0) * BLOCK_W + tl.arange(0, BLOCK_W)
-    in_cols = tl.program_id(0) * (2 * BLOCK_W) + tl.arange(0, 2 * BLOCK_W)
-    row_ok = rows < out_h
-    out_mask = row_ok[:, None] & (cols < out_w)[None, :]
-    in_mask = row_ok[:, None] & (in_cols < width)[None, :]
-    top = 2 * rows
-    # Odd sizes are reflect-padded: the missing row H is row H - 2, the missing column W is column W - 2.
-    bottom = tl.where(top + 1 < height, top + 1, height - 2)
-    right_missing = out_mask & (2 * cols + 1 >= width)[None, :]
-    out_plane = out_h * out_w
-    out_offsets = rows[:, None] * out_w + cols[None, :]
-    for c in tl.static_range(CHANNELS):
-        plane = x_ptr + (batch * CHANNELS + c).to(tl.int64) * height * width
-        top_pairs = tl.load(plane + top[:, None] * width + in_cols[None, :], mask=in_mask, other=0.0)
-        bottom_pairs = tl.load(plane + bottom[:, None] * width + in_cols[None, :], mask=in_mask, other=0.0)
-        a, b = tl.split(tl.reshape(top_pairs.to(tl.float32), (BLOCK_H, BLOCK_W, 2)))
-        c_, d = tl.split(tl.reshape(bottom_pairs.to(tl.float32), (BLOCK_H, BLOCK_W, 2)))
-        b_edge = tl.load(plane + top[:, None] * width + (width - 2), mask=right_missing, other=0.0)
-        d_edge = tl.load(plane + bottom[:, None] * width + (width - 2), mask=right_missing, other=0.0)
-        b = tl.where(right_missing, b_edge.to(tl.float32), b)
-        d = tl.where(right_missing, d_edge.to(tl.float32), d)
-        if MEAN is not None:
-            a = a * STD[c] + MEAN[c]
-            b = b * STD[c] + MEAN[c]
-            c_ = c_ * STD[c] + MEAN[c]
-            d = d * STD[c] + MEAN[c]
-        out = out_ptr + (batch * 4 * CHANNELS + 4 * c).to(tl.int64) * out_plane + out_offsets
-        dtype = out_ptr.dtype.element_ty
-        tl.store(out, ((a + b + c_ + d) * 0.5).to(dtype), mask=out_mask)  # LL
-        tl.store(out + out_plane, ((a - b + c_ - d) * 0.5).to(dtype), mask=out_mask)  # LH
-        tl.store(out + 2 * out_plane, ((a + b - c_ - d) * 0.5).to(dtype), mask=out_mask)  # HL
-        tl.store(out + 3 * out_plane, ((a - b - c_ + d) * 0.5).to(dtype), mask=out_mask)  # HH
+    # Grid: (column tiles, row tiles, batch * CHANNELS). x is B x C x H x W, out is B x 4C x ceil(H/2) x
+    # ceil(W/2), both contiguous. MEAN/STD are per-channel tuples baked into the kernel, or None to skip
+    # un-normalizing. The branch is uniform over the grid: one kernel serves every size, JIT and AOT alike.
+    if (width % 8 == 0) & (height % 2 == 0):
+        _aligned_tile(x_ptr, height, width, out_ptr, CHANNELS, MEAN, STD, BLOCK_H, BLOCK_W)
+    else:
+        _general_tile(x_ptr, height, width, out_ptr, CHANNELS, MEAN, STD, BLOCK_H, BLOCK_W)
 
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -87,8 +135,15 @@ def output_shape(shape: Sequence[int]) -> tuple[int, int, int, int]:
     return batch, 4 * channels, (height + 1) // 2, (width + 1) // 2
 
 
-def grid(batch: int, height: int, width: int) -> tuple[int, int, int]:
-    return triton.cdiv((width + 1) // 2, BLOCK_W), triton.cdiv((height + 1) // 2, BLOCK_H), batch
+def num_warps(element_size: int) -> int:
+    """Threads such that each loads 16 bytes of each input row of the tile (2 warps for 16-bit data, 4 for
+    32-bit): wider or narrower per-thread slices add layout conversions or narrow the stores (compiled-code
+    facts in tests/test_kernels_compiled.py)."""
+    return max(1, BLOCK_H * 2 * BLOCK_W * element_size // 16 // 32)
+
+
+def grid(batch: int, channels: int, height: int, width: int) -> tuple[int, int, int]:
+    return triton.cdiv((width + 1) // 2, BLOCK_W), triton.cdiv((height + 1) // 2, BLOCK_H), batch * channels
 
 
 def haar_dwt_triton(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEAN,
@@ -102,16 +157,20 @@ def haar_dwt_triton(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEA
     batch, channels, height, width = x.shape
     if height < 2 or width < 2:
         raise ValueError(f"haar_dwt needs images of at least 2 x 2 pixels, got {height} x {width}.")
+    if batch * channels > MAX_GRID_Z:
+        raise ValueError(f"haar_dwt launches one program column per (image, channel): at most {MAX_GRID_Z}, got "
+                         f"{batch} x {channels}; split the batch.")
     require_kernel_device(_haar_dwt_kernel, x)
     mean_c, std_c = affine_constants(channels, mean, std)
     x = x.contiguous()
     if out is None:
         out = torch.empty(output_shape(x.shape), dtype=x.dtype, device=x.device)
-    check_output(out, "out", output_shape(x.shape), x)
+    check_output(out, "out", torch.empty(output_shape(x.shape), device="meta"), x)
     if out.numel():
-        _haar_dwt_kernel[grid(batch, height, width)](
-            x, height, width, out, CHANNELS=channels, MEAN=mean_c, STD=std_c,
-            BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, num_warps=NUM_WARPS)
+        with on_device(x.device):
+            _haar_dwt_kernel[grid(batch, channels, height, width)](
+                x, height, width, out, CHANNELS=channels, MEAN=mean_c, STD=std_c,
+                BLOCK_H=BLOCK_H, BLOCK_W=BLOCK_W, num_warps=num_warps(x.element_size()))
     return out
 
 
@@ -157,9 +216,10 @@ def haar_dwt(x: torch.Tensor, mean: Sequence[float] | None = IMAGENET_MEAN,
     return haar_dwt_op(x, None if mean is None else list(mean), None if std is None else list(std))
 
 
-def aot_variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float] | None = IMAGENET_MEAN,
-                 std: Sequence[float] | None = IMAGENET_STD) -> list[dict]:
-    """What `kernels.aot` compiles for the TensorRT plugin: contiguous tensors, mean/std baked in.
+def variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float] | None = IMAGENET_MEAN,
+             std: Sequence[float] | None = IMAGENET_STD) -> list[dict]:
+    """What `kernels.aot` compiles for the TensorRT plugin (the JIT launcher's too): contiguous tensors,
+    mean/std baked in.
 
     Argument order is the TensorRT AOT convention: input pointers, integer scalars, output pointers.
     """
@@ -168,12 +228,13 @@ def aot_variants(dtypes: Sequence[str], channels: int = 3, mean: Sequence[float]
         "op": "haar_dwt", "fn": _haar_dwt_kernel, "dtype": dtype,
         "signature": {"x_ptr": f"*{dtype}", "height": "i32", "width": "i32", "out_ptr": f"*{dtype}"},
         "constexprs": {"CHANNELS": channels, "MEAN": mean_c, "STD": std_c, "BLOCK_H": BLOCK_H, "BLOCK_W": BLOCK_W},
-        "num_warps": NUM_WARPS,
-        "multiples_of_16": [],
+        "num_warps": num_warps({"fp32": 4, "fp16": 2, "bf16": 2}[dtype]),
+        "num_stages": 1,
+        "divisible_by_16": [],
         "arguments": [{"name": "x_ptr", "kind": "input", "tensor": "x"},
                       {"name": "height", "kind": "int32", "value": "H"},
                       {"name": "width", "kind": "int32", "value": "W"},
                       {"name": "out_ptr", "kind": "output", "tensor": "out"}],
-        "grid": [f"cdiv(ceil(W/2), {BLOCK_W})", f"cdiv(ceil(H/2), {BLOCK_H})", "B"],
+        "grid": [f"cdiv(ceil(W/2), {BLOCK_W})", f"cdiv(ceil(H/2), {BLOCK_H})", "B*C"],
         "shapes": {"x": "B x C x H x W", "out": "B x 4C x ceil(H/2) x ceil(W/2)", "C": channels},
     } for dtype in dtypes]

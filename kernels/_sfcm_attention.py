@@ -4,8 +4,10 @@ Both directions, `ap = softmax(qp kf^T * scale) vf` and `af = softmax(qf kp^T * 
 grid axis 0 enumerates the query blocks of the patch direction, then those of the frequency direction, so
 small per-head problems (a few hundred tokens) still fill the GPU. Each program keeps its query tile in
 registers and streams key/value tiles through an online softmax (running max and sum, float32
-accumulator), the forward pass of FlashAttention. Head sizes that are not a power of two (the paper's 96)
-are padded to the next one with masks.
+accumulator), the forward pass of FlashAttention. The head dimension is covered by at most two power-of-two
+column blocks (96 = 64 + 32), so the paper's head size is not padded to 128. Outputs are written token-major,
+B x N x heads x D in memory, the layout in which the model merges heads without a copy. Tiles per GPU
+architecture: `_tiles.py`.
 """
 
 from __future__ import annotations
@@ -16,25 +18,42 @@ import torch
 import triton
 import triton.language as tl
 
-from training.sfcm import sfcm_attention_reference
+from training.sfcm import sfcm_attention_reference, token_major_empty
 
-from ._checks import check_output, require_kernel_device
+from ._checks import check_output, kernel_arch, on_device, require_kernel_device
+from ._tiles import Tiles, attention_tiles, dot_precision
 
-LOG2E = 1.4426950408889634
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 MAX_HEAD_DIM = 128
 MAX_GRID_Y = 65535  # CUDA's limit on a grid's y size
 
 
 @triton.jit
+def _load_rows(ptr, rows, row_ok, row_stride, COL0: tl.constexpr, COLS: tl.constexpr, HEAD_DIM: tl.constexpr):
+    """Columns [COL0, COL0 + COLS) of the given token rows (one row every `row_stride` elements), zeros outside
+    the tokens and the head."""
+    cols = COL0 + tl.arange(0, COLS)
+    return tl.load(ptr + rows[:, None] * row_stride + cols[None, :],
+                   mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :], other=0.0)
+
+
+@triton.jit
+def _store_rows(ptr, rows, row_ok, row_stride, COL0: tl.constexpr, COLS: tl.constexpr, HEAD_DIM: tl.constexpr, values):
+    cols = COL0 + tl.arange(0, COLS)
+    tl.store(ptr + rows[:, None] * row_stride + cols[None, :], values.to(ptr.dtype.element_ty),
+             mask=row_ok[:, None] & (cols < HEAD_DIM)[None, :])
+
+
+@triton.jit
 def _sfcm_attention_kernel(qp_ptr, kf_ptr, vf_ptr, qf_ptr, kp_ptr, vp_ptr,
                            n_p, n_f, heads, stride_pb, stride_ph, stride_pn, stride_fb, stride_fh, stride_fn,
                            ap_ptr, af_ptr,
-                           HEAD_DIM: tl.constexpr, BLOCK_D: tl.constexpr, SCALE: tl.constexpr,
-                           BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, DOT_PRECISION: tl.constexpr):
+                           HEAD_DIM: tl.constexpr, SCALE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                           BLOCK_D0: tl.constexpr, BLOCK_D1: tl.constexpr, DOT_PRECISION: tl.constexpr):
     # Grid: (cdiv(n_p, BLOCK_M) + cdiv(n_f, BLOCK_M), batch * heads). Inputs are B x heads x N x HEAD_DIM
     # with unit stride along the head dimension; the patch tensors (qp, kp, vp) share one set of strides,
-    # the frequency tensors (qf, kf, vf) another. Outputs are contiguous.
+    # the frequency tensors (qf, kf, vf) another. Outputs are B x N x heads x HEAD_DIM, contiguous. Columns
+    # [0, BLOCK_D0) and [BLOCK_D0, BLOCK_D0 + BLOCK_D1) cover the head; BLOCK_D1 = 0 when one block does.
     pid = tl.program_id(0)
     batch_head = tl.program_id(1)
     batch = (batch_head // heads).to(tl.int64)
@@ -54,43 +73,60 @@ def _sfcm_attention_kernel(qp_ptr, kf_ptr, vf_ptr, qf_ptr, kp_ptr, vp_ptr,
         stride_qn, stride_kvn = stride_fn, stride_pn
 
     offs_m = start_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    offs_d = tl.arange(0, BLOCK_D)
-    d_ok = offs_d < HEAD_DIM
-    q_mask = (offs_m < n_q)[:, None] & d_ok[None, :]
-    q = tl.load(q_ptr + q_base + offs_m[:, None] * stride_qn + offs_d[None, :], mask=q_mask, other=0.0)
+    m_ok = offs_m < n_q
+    q0 = _load_rows(q_ptr + q_base, offs_m, m_ok, stride_qn, 0, BLOCK_D0, HEAD_DIM)
+    acc0 = tl.zeros([BLOCK_M, BLOCK_D0], dtype=tl.float32)
+    if BLOCK_D1 > 0:
+        q1 = _load_rows(q_ptr + q_base, offs_m, m_ok, stride_qn, BLOCK_D0, BLOCK_D1, HEAD_DIM)
+        acc1 = tl.zeros([BLOCK_M, BLOCK_D1], dtype=tl.float32)
 
     qk_scale: tl.constexpr = SCALE * 1.4426950408889634  # exp2 instead of exp
     m_i = tl.full([BLOCK_M], float("-inf"), dtype=tl.float32)
     l_i = tl.zeros([BLOCK_M], dtype=tl.float32)
-    acc = tl.zeros([BLOCK_M, BLOCK_D], dtype=tl.float32)
     for start_n in range(0, n_k, BLOCK_N):
         offs_n = start_n + tl.arange(0, BLOCK_N)
         n_ok = offs_n < n_k
-        k = tl.load(k_ptr + kv_base + offs_n[None, :] * stride_kvn + offs_d[:, None],
-                    mask=n_ok[None, :] & d_ok[:, None], other=0.0)
-        qk = tl.dot(q, k, input_precision=DOT_PRECISION)
-        qk = tl.where(n_ok[None, :], qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * qk_scale)
-        p = tl.math.exp2(qk * qk_scale - m_new[:, None])
+        k_base = k_ptr + kv_base
+        k0 = _load_rows(k_base, offs_n, n_ok, stride_kvn, 0, BLOCK_D0, HEAD_DIM)
+        qk = tl.dot(q0, tl.trans(k0), input_precision=DOT_PRECISION)
+        if BLOCK_D1 > 0:
+            k1 = _load_rows(k_base, offs_n, n_ok, stride_kvn, BLOCK_D0, BLOCK_D1, HEAD_DIM)
+            qk = tl.dot(q1, tl.trans(k1), qk, input_precision=DOT_PRECISION)
+        # Masked after scaling, so that any finite scale (also 0 or negative) gives softmax(scores * scale).
+        qk = tl.where(n_ok[None, :], qk * qk_scale, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        p = tl.math.exp2(qk - m_new[:, None])
         alpha = tl.math.exp2(m_i - m_new)
         l_i = l_i * alpha + tl.sum(p, 1)
-        v = tl.load(v_ptr + kv_base + offs_n[:, None] * stride_kvn + offs_d[None, :],
-                    mask=n_ok[:, None] & d_ok[None, :], other=0.0)
-        acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None], input_precision=DOT_PRECISION)
+        v_base = v_ptr + kv_base
+        v0 = _load_rows(v_base, offs_n, n_ok, stride_kvn, 0, BLOCK_D0, HEAD_DIM)
+        p = p.to(v0.dtype)
+        acc0 = tl.dot(p, v0, acc0 * alpha[:, None], input_precision=DOT_PRECISION)
+        if BLOCK_D1 > 0:
+            v1 = _load_rows(v_base, offs_n, n_ok, stride_kvn, BLOCK_D0, BLOCK_D1, HEAD_DIM)
+            acc1 = tl.dot(p, v1, acc1 * alpha[:, None], input_precision=DOT_PRECISION)
         m_i = m_new
-    acc = acc / l_i[:, None]
-    o_offsets = (batch * heads + head) * n_q * HEAD_DIM + offs_m[:, None] * HEAD_DIM + offs_d[None, :]
-    tl.store(o_ptr + o_offsets, acc.to(o_ptr.dtype.element_ty), mask=q_mask)
+    # B x N x heads x HEAD_DIM: token m of this head starts at ((batch * n_q + m) * heads + head) * HEAD_DIM.
+    o_rows = o_ptr + (batch * n_q * heads + head) * HEAD_DIM
+    out_stride = heads * HEAD_DIM
+    _store_rows(o_rows, offs_m, m_ok, out_stride, 0, BLOCK_D0, HEAD_DIM, acc0 / l_i[:, None])
+    if BLOCK_D1 > 0:
+        _store_rows(o_rows, offs_m, m_ok, out_stride, BLOCK_D0, BLOCK_D1, HEAD_DIM, acc1 / l_i[:, None])
 
 
-def block_config(dtype: torch.dtype, head_dim: int) -> dict:
-    """Tile sizes and warps: the largest tiles that compile without register spills for sm_87 and sm_90
-    (checked by `kernels.aot`); float32 tiles take twice the registers and use exact (IEEE) dot products."""
-    block_d = max(16, triton.next_power_of_2(head_dim))
-    if dtype == torch.float32:
-        return {"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_D": block_d, "num_warps": 4, "DOT_PRECISION": "ieee"}
-    return {"BLOCK_M": 64, "BLOCK_N": 64, "BLOCK_D": block_d, "num_warps": 8 if block_d > 64 else 4,
-            "DOT_PRECISION": "tf32"}
+def head_blocks(head_dim: int) -> tuple[int, int]:
+    """Two power-of-two column blocks covering the head size (tl.arange needs powers of two, tl.dot at least
+    16): 96 -> (64, 32), 32 -> (32, 0), 100 -> (64, 64)."""
+    first = max(16, 1 << (head_dim.bit_length() - 1))
+    rest = head_dim - first
+    return first, (max(16, triton.next_power_of_2(rest)) if rest > 0 else 0)
+
+
+def block_config(dtype: torch.dtype, head_dim: int, tiles: Tiles) -> dict:
+    """The kernel's tile constexprs and launch options."""
+    first, second = head_blocks(head_dim)
+    return {"BLOCK_M": tiles.block_m, "BLOCK_N": tiles.block_n, "BLOCK_D0": first, "BLOCK_D1": second,
+            "DOT_PRECISION": dot_precision(dtype), "num_warps": tiles.num_warps, "num_stages": tiles.num_stages}
 
 
 def grid(n_p: int, n_f: int, batch_heads: int, block_m: int) -> tuple[int, int]:
@@ -99,6 +135,15 @@ def grid(n_p: int, n_f: int, batch_heads: int, block_m: int) -> tuple[int, int]:
 
 def default_scale(head_dim: int) -> float:
     return 1.0 / math.sqrt(head_dim)
+
+
+def checked_scale(scale: float | None, head_dim: int) -> float:
+    """The softmax scale to bake in: 1/sqrt(D) by default; any finite number (0 gives uniform weights)."""
+    if scale is None:
+        return default_scale(head_dim)
+    if not math.isfinite(scale):
+        raise ValueError(f"sfcm_attention needs a finite softmax scale, got {scale}.")
+    return float(scale)
 
 
 def _shared_strides(*tensors: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[int, int, int]]:
@@ -133,45 +178,58 @@ def check_inputs(qp, kf, vf, qf, kp, vp) -> None:
 
 
 def sfcm_attention_triton(qp, kf, vf, qf, kp, vp, scale: float | None = None,
-                          out: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Launch the fused kernel; returns contiguous (ap, af) in the inputs' dtype, written into `out` when given."""
+                          out: tuple[torch.Tensor, torch.Tensor] | None = None,
+                          tiles: Tiles | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch the fused kernel; returns (ap, af), B x heads x N x D in the inputs' dtype and laid out
+    B x N x heads x D in memory (`token_major_empty`), written into `out` when given. `tiles` overrides the
+    device's choice (CPU tensors in Triton's interpreter take Hopper's)."""
     check_inputs(qp, kf, vf, qf, kp, vp)
     require_kernel_device(_sfcm_attention_kernel, qp, kf, vf, qf, kp, vp)
     batch, heads, n_p, head_dim = qp.shape
     n_f = kf.shape[2]
+    scale = checked_scale(scale, head_dim)
     (qp, kp, vp), patch_strides = _shared_strides(qp, kp, vp)
     (qf, kf, vf), freq_strides = _shared_strides(qf, kf, vf)
     if out is None:
-        out = (torch.empty(batch, heads, n_p, head_dim, dtype=qp.dtype, device=qp.device),
-               torch.empty(batch, heads, n_f, head_dim, dtype=qp.dtype, device=qp.device))
-    ap = check_output(out[0], "ap", (batch, heads, n_p, head_dim), qp)
-    af = check_output(out[1], "af", (batch, heads, n_f, head_dim), qp)
+        out = (token_major_empty(qp, n_p), token_major_empty(qp, n_f))
+    ap = check_output(out[0], "ap", token_major_empty(qp, n_p, device="meta"), qp)
+    af = check_output(out[1], "af", token_major_empty(qp, n_f, device="meta"), qp)
     if batch * heads == 0:
         return ap, af
-    config = block_config(qp.dtype, head_dim)
-    _sfcm_attention_kernel[grid(n_p, n_f, batch * heads, config["BLOCK_M"])](
-        qp, kf, vf, qf, kp, vp, n_p, n_f, heads, *patch_strides, *freq_strides, ap, af,
-        HEAD_DIM=head_dim, SCALE=default_scale(head_dim) if scale is None else float(scale), **config)
+    config = block_config(qp.dtype, head_dim, tiles or attention_tiles(qp.dtype, kernel_arch(qp.device)))
+    with on_device(qp.device):
+        _sfcm_attention_kernel[grid(n_p, n_f, batch * heads, config["BLOCK_M"])](
+            qp, kf, vf, qf, kp, vp, n_p, n_f, heads, *patch_strides, *freq_strides, ap, af,
+            HEAD_DIM=head_dim, SCALE=scale, **config)
     return ap, af
 
 
-# The custom op the model routes through: CPU runs the reference, CUDA the kernel; autograd differentiates
-# the reference by recomputing it (the kernel is forward-only).
+def _reference_token_major(qp, kf, vf, qf, kp, vp, scale):
+    """The reference, returned in the kernel's output layout (so both implementations give the same strides)."""
+    outputs = sfcm_attention_reference(qp, kf, vf, qf, kp, vp, scale)
+    return tuple(token_major_empty(q, q.shape[2]).copy_(o) for q, o in zip((qp, qf), outputs))
+
+
+# The custom op the model routes through: CPU runs the reference, CUDA the kernel for float16/bfloat16. On
+# float32 the kernel's exact IEEE products run on the CUDA cores, slower than PyTorch's own fused attention,
+# so float32 CUDA tensors take PyTorch's (`kernels.gpucheck` times both). Autograd differentiates the
+# reference by recomputing it (the kernel is forward-only). Outputs are token-major whichever runs.
 @torch.library.custom_op("fmca::sfcm_attention", mutates_args=())
 def sfcm_attention_op(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, qf: torch.Tensor, kp: torch.Tensor,
                       vp: torch.Tensor, scale: float | None) -> tuple[torch.Tensor, torch.Tensor]:
-    ap, af = sfcm_attention_reference(qp, kf, vf, qf, kp, vp, scale)
-    return ap.contiguous(), af.contiguous()
+    return _reference_token_major(qp, kf, vf, qf, kp, vp, scale)
 
 
 @sfcm_attention_op.register_kernel("cuda")
 def _sfcm_attention_cuda(qp, kf, vf, qf, kp, vp, scale):
+    if qp.dtype == torch.float32:
+        return _reference_token_major(qp, kf, vf, qf, kp, vp, scale)
     return sfcm_attention_triton(qp, kf, vf, qf, kp, vp, scale)
 
 
 @sfcm_attention_op.register_fake
 def _sfcm_attention_fake(qp, kf, vf, qf, kp, vp, scale):
-    return qp.new_empty(qp.shape), qf.new_empty(qf.shape)
+    return token_major_empty(qp, qp.shape[2]), token_major_empty(qf, qf.shape[2])
 
 
 def _setup_context(ctx, inputs, output):
@@ -199,35 +257,37 @@ def sfcm_attention(qp, kf, vf, qf, kp, vp, scale: float | None = None) -> tuple[
     return sfcm_attention_op(qp, kf, vf, qf, kp, vp, scale)
 
 
-def aot_variants(dtypes, head_dims) -> list[dict]:
-    """What `kernels.aot` compiles for the TensorRT plugin: contiguous B x heads x N x D tensors, the
-    softmax scale 1/sqrt(D) baked in (AOT plugins receive integer arguments only).
+def variants(arch: int, dtypes, head_dims, aot: bool = True) -> list[dict]:
+    """The kernel as compiled for `arch`: with `aot`, what `kernels.aot` compiles for the TensorRT plugin
+    (token-major B x N x heads x D tensors, the model's projections reshaped with no transposes; the softmax
+    scale 1/sqrt(D) baked in, since AOT plugins receive integer arguments only; tiles within the AOT
+    shared-memory limit); without, the JIT launcher's tiles (for checking its compiled code).
 
     Argument order is the TensorRT AOT convention: input pointers, integer scalars, output pointers.
     """
     variants = []
     for dtype in dtypes:
         for head_dim in head_dims:
-            config = block_config(getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype]),
-                                  head_dim)
+            torch_dtype = getattr(torch, {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}[dtype])
+            config = block_config(torch_dtype, head_dim, attention_tiles(torch_dtype, arch, aot))
             pointer = f"*{dtype}"
             ints = ["n_p", "n_f", "heads", "stride_pb", "stride_ph", "stride_pn", "stride_fb", "stride_fh", "stride_fn"]
-            values = ["N_p", "N_f", "heads", f"heads*N_p*{head_dim}", f"N_p*{head_dim}", f"{head_dim}",
-                      f"heads*N_f*{head_dim}", f"N_f*{head_dim}", f"{head_dim}"]
+            values = ["N_p", "N_f", "heads", f"N_p*heads*{head_dim}", f"{head_dim}", f"heads*{head_dim}",
+                      f"N_f*heads*{head_dim}", f"{head_dim}", f"heads*{head_dim}"]
             inputs = ["qp", "kf", "vf", "qf", "kp", "vp"]
+            launch = {k: config.pop(k) for k in ("num_warps", "num_stages")}
             variants.append({
                 "op": "sfcm_attention", "fn": _sfcm_attention_kernel, "dtype": dtype, "head_dim": head_dim,
                 "signature": {**{f"{n}_ptr": pointer for n in inputs}, **{n: "i32" for n in ints},
                               "ap_ptr": pointer, "af_ptr": pointer},
-                "constexprs": {"HEAD_DIM": head_dim, "SCALE": default_scale(head_dim),
-                               **{k: v for k, v in config.items() if k != "num_warps"}},
-                "num_warps": config["num_warps"],
-                # Contiguous strides are multiples of D; telling the compiler lets it vectorize the loads.
-                "multiples_of_16": ints[3:] if head_dim % 16 == 0 else [],
+                "constexprs": {"HEAD_DIM": head_dim, "SCALE": default_scale(head_dim), **config},
+                **launch,
+                # Token-major strides are multiples of D; telling the compiler lets it vectorize the loads.
+                "divisible_by_16": ints[3:] if head_dim % 16 == 0 else [],
                 "arguments": ([{"name": f"{n}_ptr", "kind": "input", "tensor": n} for n in inputs]
                               + [{"name": n, "kind": "int32", "value": v} for n, v in zip(ints, values)]
                               + [{"name": f"{n}_ptr", "kind": "output", "tensor": n} for n in ("ap", "af")]),
                 "grid": [f"cdiv(N_p, {config['BLOCK_M']}) + cdiv(N_f, {config['BLOCK_M']})", "B*heads", "1"],
-                "shapes": {"qp/kp/vp/ap": f"B x heads x N_p x {head_dim}", "qf/kf/vf/af": f"B x heads x N_f x {head_dim}"},
+                "shapes": {"qp/kp/vp/ap": f"B x N_p x heads x {head_dim}", "qf/kf/vf/af": f"B x N_f x heads x {head_dim}"},
             })
     return variants

@@ -1,35 +1,21 @@
 """Issue 10's acceptance on a demo model: its occlusion map of a self-blended fake lies in the blended region.
 
-A small demo model is trained here (`make demo`'s recipe at 112 px on 128 images per class: under a minute
-on two cores). Its fakes are self-blends whose source is sharpened, the kind of evidence a blur fill removes;
+The session's trained test model (tests/demo_model.py: `make demo`'s recipe at 112 px on 128 images per
+class) is used. Its fakes are self-blends whose source is sharpened, the kind of evidence a blur fill removes;
 fakes whose evidence is a color cast or missing detail are flagged by comparison with the rest of the face,
 which an occlusion map cannot localize (README, "Operating points and explanations").
 """
 
-import json
-
 import numpy as np
-import pytest
 
-from training.demo_data import generate
 from training.explanation_check import check_face, real_faces
 from training.model import FMCANet
-from training.train import TrainOptions, train
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    generate(root / "data", count=128, size=112, seed=0)
-    train(TrainOptions(data=str(root / "data"), out=str(root / "run"), preset="tiny", image_size=112, epochs=20))
-    return root
-
-
-def test_occlusion_heat_of_sharpened_self_blends_lies_in_the_blended_region(demo_run):
-    summary = json.loads((demo_run / "run" / "summary.json").read_text())
-    assert summary["best_score"] > 0.8, "the demo model did not learn (validation AUC), so the check means nothing"
-    model = FMCANet.from_checkpoint(demo_run / "run" / "best.pth").eval()
-    faces = real_faces(str(demo_run / "data"), "valid", 8)
+def test_occlusion_heat_of_sharpened_self_blends_lies_in_the_blended_region(demo_model):
+    assert demo_model.summary["best_score"] > 0.8, "the demo model did not learn (validation AUC), so the check means nothing"
+    model = FMCANet.from_checkpoint(demo_model.checkpoint).eval()
+    faces = real_faces(str(demo_model.data), "valid", 8)
     rows = [check_face(model, rgb, seed, fakes="demo", change="sharpen") for seed, (_, rgb) in enumerate(faces)]
     heat_inside = np.array([row["heat_in_changed"] for row in rows])
     area = np.array([row["area_of_changed"] for row in rows])

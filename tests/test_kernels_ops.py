@@ -153,3 +153,57 @@ def test_more_batch_heads_than_a_grid_holds_is_refused_before_launch():
 def test_public_names_are_sorted_and_exist():
     assert kernels.__all__ == sorted(kernels.__all__)
     assert all(hasattr(kernels, name) for name in kernels.__all__)
+
+
+def test_attention_outputs_are_token_major_so_the_model_merges_heads_without_a_copy():
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from training.sfcm import SFCM
+
+    tensors = attention_inputs(batch=2, heads=3, n_p=10, n_f=6, head_dim=32)
+    with FakeTensorMode():
+        fake = kernels.sfcm_attention(*attention_inputs(batch=2, heads=3, n_p=10, n_f=6, head_dim=32))
+    for output, fake_output, tokens in zip(kernels.sfcm_attention(*tensors), fake, (10, 6)):
+        assert output.stride() == fake_output.stride() == (tokens * 96, 32, 96, 1)
+        assert SFCM._merge_heads(output).data_ptr() == output.data_ptr()
+
+
+def test_float32_cuda_tensors_take_pytorchs_attention():
+    from kernels import _sfcm_attention
+
+    tensors = attention_inputs()  # float32: the CUDA implementation must not reach the kernel's launcher
+    for ours, expected in zip(_sfcm_attention._sfcm_attention_cuda(*tensors, None), sfcm_attention_reference(*tensors)):
+        torch.testing.assert_close(ours, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("op", ["haar_dwt", "sfcm_attention"])
+def test_launches_happen_under_the_tensors_device(monkeypatch, op):
+    """Triton launches on the current CUDA device: both launchers make the inputs' device current first."""
+    import contextlib
+
+    from kernels import _haar_dwt, _sfcm_attention
+
+    module = {"haar_dwt": _haar_dwt, "sfcm_attention": _sfcm_attention}[op]
+    kernel_name = {"haar_dwt": "_haar_dwt_kernel", "sfcm_attention": "_sfcm_attention_kernel"}[op]
+    current = []
+
+    @contextlib.contextmanager
+    def on_device(device):
+        current.append(device)
+        yield
+        current.pop()
+
+    launched_on = []
+
+    class Kernel:
+        def __getitem__(self, grid):
+            return lambda *args, **kwargs: launched_on.append(list(current))
+
+    monkeypatch.setattr(module, "on_device", on_device)
+    monkeypatch.setattr(module, "require_kernel_device", lambda *args: None)
+    monkeypatch.setattr(module, kernel_name, Kernel())
+    if op == "haar_dwt":
+        module.haar_dwt_triton(torch.randn(1, 3, 8, 8))
+    else:
+        module.sfcm_attention_triton(*attention_inputs(), tiles=kernels._tiles.attention_tiles(torch.float32, 90))
+    assert launched_on == [[torch.device("cpu")]]

@@ -22,9 +22,13 @@ if not triton.knobs.runtime.interpret:
     pytest.skip("runs under TRITON_INTERPRET=1, in the child pytest test_kernels_interpreter.py starts",
                 allow_module_level=True)
 
-from kernels import _sfcm_attention  # noqa: E402  (after the interpreter check, on purpose)
+from kernels import _sfcm_attention, _tiles  # noqa: E402  (after the interpreter check, on purpose)
+from training.sfcm import SFCM, token_major_empty  # noqa: E402
 
 TOLERANCE = {torch.float32: 1e-5, torch.float16: 2e-3}
+# Every tile set a GPU gets: JIT and AOT, Hopper (sm_90) and Ampere-class (sm_87), and float32's.
+SHIPPED_TILES = sorted({_tiles.attention_tiles(dtype, arch, aot) for dtype in (torch.float16, torch.float32)
+                        for arch in (87, 90) for aot in (False, True)})
 
 
 @pytest.fixture
@@ -38,13 +42,9 @@ def make_inputs(batch, heads, n_p, n_f, head_dim, dtype, seed=0):
     return [torch.randn(batch, heads, n, head_dim, generator=generator).to(dtype) for n in counts.values()]
 
 
-def run(launch, tensors, scale=None):
-    batch, heads, n_p, head_dim = tensors[0].shape
-    n_f = tensors[1].shape[2]
-    poison = dict(dtype=tensors[0].dtype)
-    out = (torch.full((batch, heads, n_p, head_dim), float("nan"), **poison),
-           torch.full((batch, heads, n_f, head_dim), float("nan"), **poison))
-    ap, af = launch(*tensors, scale=scale, out=out)
+def run(launch, tensors, scale=None, tiles=None):
+    out = tuple(token_major_empty(q, q.shape[2]).fill_(float("nan")) for q in (tensors[0], tensors[3]))
+    ap, af = launch(*tensors, scale=scale, out=out, tiles=tiles)
     assert ap is out[0] and af is out[1]
     assert not (torch.isnan(ap).any() or torch.isnan(af).any()), "the kernel left output elements unwritten"
     return ap, af
@@ -75,6 +75,14 @@ def test_both_directions_match_sdpa(interpreted, head_dim, dtype, batch, heads, 
     check(*run(interpreted, tensors), tensors)
 
 
+@pytest.mark.parametrize("tiles", SHIPPED_TILES, ids=lambda t: "x".join(map(str, t)))
+def test_every_shipped_tile_set(interpreted, tiles):
+    # Token counts that leave partial query and key blocks for 32-, 64- and 128-row tiles; head size 96 uses
+    # both column blocks (64 + 32).
+    tensors = make_inputs(1, 2, 150, 37, 96, torch.float16, seed=11)
+    check(*run(interpreted, tensors, tiles=tiles), tensors)
+
+
 def test_the_models_shapes(interpreted):
     # b14/s14 at 224 px: 16 x 16 = 256 patch and frequency tokens, heads of 96 channels.
     tensors = make_inputs(1, 2, 256, 256, 96, torch.float16, seed=7)
@@ -92,11 +100,41 @@ def test_single_tokens_and_an_explicit_scale(interpreted):
     check(*run(interpreted, tensors, scale=0.3), tensors, scale=0.3)
 
 
+@pytest.mark.parametrize("scale", [0.0, -0.7])
+def test_zero_and_negative_scales_are_softmax_of_the_scaled_scores(interpreted, scale):
+    # Key counts that are not a multiple of the key tile: masked keys must stay out also when scale <= 0.
+    tensors = make_inputs(1, 2, 20, 45, 32, torch.float32, seed=5)
+    ap, af = run(interpreted, tensors, scale=scale)
+    check(ap, af, tensors, scale=scale)
+    if scale == 0.0:  # uniform weights: every query gets the mean of the values
+        torch.testing.assert_close(ap, tensors[2].mean(2, keepdim=True).expand_as(ap), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scale", [float("nan"), float("inf")])
+def test_a_scale_that_is_not_finite_is_refused(interpreted, scale):
+    with pytest.raises(ValueError, match="finite softmax scale"):
+        interpreted(*make_inputs(1, 1, 4, 4, 32, torch.float32), scale=scale)
+
+
+def test_outputs_are_token_major_so_merging_heads_is_a_view(interpreted):
+    tensors = make_inputs(2, 3, 10, 7, 32, torch.float32)
+    for output, tokens in zip(interpreted(*tensors), (10, 7)):
+        assert output.shape == (2, 3, tokens, 32) and output.transpose(1, 2).is_contiguous()
+        merged = SFCM._merge_heads(output)
+        assert merged.shape == (2, tokens, 96) and merged.data_ptr() == output.data_ptr()
+
+
 def test_large_logits_stay_finite(interpreted):
     # Scores around +-100: a softmax without the running maximum would overflow exp. Float32 scores of that
     # size carry absolute errors near 1e-4, which the probabilities inherit: hence the looser tolerance.
     tensors = [t * 10 for t in make_inputs(1, 2, 40, 70, 64, torch.float32, seed=3)]
     check(*run(interpreted, tensors), tensors, tolerance=2e-3)
+
+
+def test_a_contiguous_output_buffer_is_refused(interpreted):
+    tensors = make_inputs(1, 2, 8, 8, 32, torch.float32)
+    with pytest.raises(ValueError, match=r"ap must be a torch.float32 tensor of shape \(1, 2, 8, 32\) with strides"):
+        interpreted(*tensors, out=(torch.empty(1, 2, 8, 32), torch.empty(1, 2, 8, 32)))
 
 
 def test_the_models_strided_head_views_are_read_in_place(interpreted):

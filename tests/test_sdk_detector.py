@@ -8,7 +8,7 @@ import pytest
 
 from fmca_rt import Detector
 from fmca_rt.errors import BackendError, FMCAError
-from fmca_rt.faces import HaarFaceDetector, crop_faces
+from fmca_rt.faces import crop_faces
 from fmca_rt.metadata import MetadataError
 
 from sdk_images import astronaut_bgr, grace_hopper_bgr, grace_hopper_path
@@ -29,8 +29,9 @@ def torch_detector():
         yield detector
 
 
-def oracle_fake_prob(bgr):
-    """P(fake) of the first Haar face computed without the SDK's preprocessing or backends."""
+def oracle_fake_prob(bgr, face):
+    """P(fake) of a face (found by the SDK: detection is not under test here) computed without the SDK's
+    preprocessing or backends."""
     transforms = pytest.importorskip("torchvision.transforms")
     from PIL import Image
 
@@ -38,7 +39,7 @@ def oracle_fake_prob(bgr):
 
     model = FMCANet.from_checkpoint(tiny_checkpoint())
     size = model.config.image_size
-    crop = crop_faces(bgr, HaarFaceDetector().detect(bgr)[:1])[0]
+    crop = crop_faces(bgr, [face])[0]
     pipeline = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(),
                                    transforms.Normalize(model.config.mean, model.config.std)])
     with torch.no_grad():
@@ -55,7 +56,7 @@ def test_auto_backend_follows_the_file_type(onnx_detector, torch_detector):
 def test_predict_matches_the_independent_oracle(onnx_detector):
     result = onnx_detector.predict(grace_hopper_path())
     assert len(result.faces) == 1 and result.ok
-    assert result.fake_prob == pytest.approx(oracle_fake_prob(grace_hopper_bgr()), abs=1e-5)
+    assert result.fake_prob == pytest.approx(oracle_fake_prob(grace_hopper_bgr(), result.faces[0].face), abs=1e-5)
     assert result.label == ("fake" if result.fake_prob >= 0.5 else "real")
 
 
@@ -110,8 +111,11 @@ def test_json_schema(onnx_detector):
     assert {"source", "width", "height", "fake_prob", "label", "faces", "error"} <= set(record)
     assert (record["width"], record["height"]) == (512, 600) and record["error"] is None
     (face,) = record["faces"]
-    assert set(face) == {"box", "score", "fake_prob", "label"}
+    assert set(face) == {"box", "score", "fake_prob", "label", "landmarks"}
     assert len(face["box"]) == 4 and all(isinstance(v, int) for v in face["box"])
+    x1, y1, x2, y2 = face["box"]  # five points, inside the box: eyes above the mouth corners
+    assert len(face["landmarks"]) == 5 and all(x1 <= x < x2 and y1 <= y < y2 for x, y in face["landmarks"])
+    assert max(face["landmarks"][0][1], face["landmarks"][1][1]) < min(face["landmarks"][3][1], face["landmarks"][4][1])
     assert 0 <= face["fake_prob"] <= 1 and face["fake_prob"] == record["fake_prob"]
 
 

@@ -64,7 +64,7 @@ def test_whole_image_detector_returns_the_full_frame():
 
 
 def test_make_face_detector_choices(tmp_path):
-    assert isinstance(make_face_detector("auto"), HaarFaceDetector)
+    assert isinstance(make_face_detector("haar"), HaarFaceDetector)
     assert isinstance(make_face_detector("none"), WholeImage)
     custom = WholeImage()
     assert make_face_detector(custom) is custom

@@ -17,6 +17,7 @@ from fmca_rt.video.capture import Backoff, CaptureThread, Frame, FrameQueue
 from fmca_rt.video.readers import FrameReader, ReadResult
 from fmca_rt.video.sinks import open_frame_sink
 from fmca_rt.video.sources import gstreamer_pipeline, parse_source
+from fmca_rt.video.track_scores import ClassifyPolicy
 from fmca_rt.video.tracker import IoUTracker, iou_matrix
 
 from sdk_images import grace_hopper_bgr
@@ -222,7 +223,8 @@ def test_video_file_gives_one_result_per_frame_and_a_summary(detector, tmp_path)
 def test_frames_are_batched_across_frames(detector):
     calls_before = detector.latency.summary().get("infer", {}).get("calls", 0)
     images = moving_face_frames(8)
-    folder_run = detector.stream(write_video_folder(images), frame_batch=4, queue_size=8)
+    folder_run = detector.stream(write_video_folder(images), frame_batch=4, queue_size=8,
+                                 classify=ClassifyPolicy(every=1))  # every face on every frame
     time.sleep(0.5)  # let the capture thread fill the queue
     results = list(folder_run)
     infer = detector.latency.summary()["infer"]
@@ -291,15 +293,21 @@ def test_display_without_gui_support_says_what_to_install():
         pytest.skip("this OpenCV can open windows")
 
 
-def test_stopping_early_keeps_what_was_analysed(detector, tmp_path):
+def test_stopping_early_keeps_what_was_analysed_under_incomplete_names(detector, tmp_path):
     folder = write_video_folder(moving_face_frames(6), tmp_path / "frames")
     jsonl, summary_path = tmp_path / "frames.jsonl", tmp_path / "summary.json"
+    jsonl.write_text("previous complete run\n")
     run = detector.stream(folder, jsonl=jsonl, summary=summary_path)
     iterator = iter(run)
     first_three = [next(iterator) for _ in range(3)]
     iterator.close()  # the consumer stops (as on Ctrl-C)
-    assert [json.loads(line)["frame"] for line in jsonl.read_text().splitlines()] == [r.index for r in first_three]
-    assert json.loads(summary_path.read_text())["frames_analysed"] == 3
+    assert jsonl.read_text() == "previous complete run\n" and not summary_path.exists()
+    partial = tmp_path / "frames.incomplete.jsonl"
+    assert [json.loads(line)["frame"] for line in partial.read_text().splitlines()] == [r.index for r in first_three]
+    summary = json.loads((tmp_path / "summary.incomplete.json").read_text())
+    assert summary["frames_analysed"] == 3 and summary["status"] == "interrupted"
+    assert summary["outputs"] == {"jsonl": str(partial)}
+    assert not list(tmp_path.glob(".*partial*"))
 
 
 def test_an_unwritable_output_fails_before_capture_and_leaves_nothing(detector, tmp_path):
@@ -307,6 +315,6 @@ def test_an_unwritable_output_fails_before_capture_and_leaves_nothing(detector, 
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     run = detector.stream(folder, output=tmp_path / "out.mp4", jsonl=blocker / "frames.jsonl")
-    with pytest.raises(OutputError, match="Cannot write results"):
+    with pytest.raises(OutputError, match="Cannot write .*frames.jsonl: .*a_file is a file, not a folder"):
         list(run)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "frames"]

@@ -1,20 +1,18 @@
-"""`python -m export.build_engine`: arguments, the build request handed to TensorRT on each generation, the
-accuracy gate, and one clear sentence (no traceback) where TensorRT or a GPU is missing."""
+"""`python -m export.build_engine`: arguments, the stored rebuild command, the accuracy comparison, and one clear
+sentence (no traceback) where TensorRT is missing. The build itself is in test_tensorrt_build_flow.py."""
 
 import shlex
 import subprocess
 import sys
-import types
 
 import numpy as np
 import pytest
 import torch
 
 from export.build_engine import build_parser, main, options_from_args
-from export.trt_builder import BuildRequest, build_plan
-from export.trt_options import BatchProfile, plan_precision
+from export.trt_options import BatchProfile
 from export.trt_validate import compare, validate
-from fmca_rt.errors import ConfigError, EngineError
+from fmca_rt.errors import ConfigError
 from fmca_rt.metadata import ModelMetadata
 
 
@@ -42,8 +40,9 @@ def test_arguments_become_one_consistent_request(onnx_file, tmp_path):
 
 def test_fixed_batch_and_plugins(onnx_file, tmp_path):
     options = parse(["--onnx", str(onnx_file), "--fp16", "--plugins", "--kernels", str(tmp_path), "--batch", "4",
-                     "--output", str(tmp_path / "e.engine")])
+                     "--no-timing-cache", "--output", str(tmp_path / "e.engine")])
     assert options.batch == BatchProfile(4, 4, 4) and options.plugins and options.kernels_dir == tmp_path
+    assert options.no_timing_cache and options.timing_cache is None
     assert parse(shlex.split(options.command())[3:]) == options
 
 
@@ -54,6 +53,7 @@ def test_fixed_batch_and_plugins(onnx_file, tmp_path):
     (["--fp16", "--int8"], "not allowed with argument"),
     (["--workspace", "0"], "--workspace must be a positive number"),
     (["--kernels", "."], "--kernels is used only with --plugins"),
+    (["--timing-cache", "t.cache", "--no-timing-cache"], "--timing-cache FILE or --no-timing-cache, not both"),
     (["--output", "/no/such/folder/fmca.engine"], "Output folder /no/such/folder does not exist"),
 ])
 def test_bad_arguments_exit_2_with_one_sentence(onnx_file, capsys, argv, message):
@@ -95,137 +95,6 @@ def test_without_tensorrt_the_cli_says_what_to_install(onnx_file, tmp_path):
     assert not output.exists() and not list(tmp_path.glob(".fmca-engine-*"))
 
 
-# ---- what each TensorRT generation is asked to do ------------------------------------------------------------
-def test_precision_plans_per_generation():
-    assert plan_precision("fp16", strongly_typed_only=False).builder_flags == ("FP16", "PREFER_PRECISION_CONSTRAINTS")
-    assert plan_precision("fp16", strongly_typed_only=False).keep_fp32_layers
-    assert plan_precision("fp16", strongly_typed_only=True).onnx_conversion == "fp16"
-    assert plan_precision("fp16", strongly_typed_only=True).builder_flags == ()
-    assert plan_precision("int8", strongly_typed_only=False).calibrator
-    assert plan_precision("int8", strongly_typed_only=True).onnx_conversion == "int8-qdq"
-    assert plan_precision("fp32", strongly_typed_only=True) == plan_precision("fp32", strongly_typed_only=False)
-
-
-class Recorder:
-    """Records the TensorRT calls a build makes; returns a plan only if asked to."""
-
-    def __init__(self, generation: int, layer_types=(), parse_ok=True):
-        self.calls, self.layers = [], [types.SimpleNamespace(type=t, num_outputs=1, precision=None, outputs={})
-                                       for t in layer_types]
-        for layer in self.layers:
-            layer.set_output_type = lambda i, dtype, layer=layer: layer.outputs.__setitem__(i, dtype)
-        flag_names = ["PREFER_PRECISION_CONSTRAINTS"] + (["FP16", "INT8"] if generation == 10 else [])
-        # TensorRT 11 renumbered the creation flags (STRONGLY_TYPED 1 -> 0): the build must use names.
-        network_flags = {"STRONGLY_TYPED": 1 if generation == 10 else 0}
-        recorder = self
-
-        class Network:
-            num_layers = len(self.layers)
-
-            def get_layer(self, i):
-                return recorder.layers[i]
-
-        class Parser:
-            num_errors = 0 if parse_ok else 1
-
-            def __init__(self, network, logger):
-                pass
-
-            def parse_from_file(self, path):
-                recorder.calls.append(("parse", path))
-                return parse_ok
-
-            def get_error(self, i):
-                return "In node 3 (HaarDWT): plugin not found"
-
-        class Config:
-            def set_memory_pool_limit(self, pool, size):
-                recorder.calls.append(("workspace", pool, size))
-
-            def add_optimization_profile(self, profile):
-                recorder.calls.append(("profile", profile.shapes))
-
-            def set_flag(self, flag):
-                recorder.calls.append(("flag", flag))
-
-            def create_timing_cache(self, data):
-                return data
-
-            def set_timing_cache(self, cache, ignore_mismatch):
-                recorder.calls.append(("timing cache in", cache))
-
-            def get_timing_cache(self):
-                return types.SimpleNamespace(serialize=lambda: b"timings")
-
-        class Profile:
-            def set_shape(self, name, *shapes):
-                self.shapes = (name, shapes)
-
-        class Builder:
-            def __init__(self, logger):
-                pass
-
-            def create_network(self, flags):
-                recorder.calls.append(("network flags", flags))
-                return Network()
-
-            def create_builder_config(self):
-                return Config()
-
-            def create_optimization_profile(self):
-                return Profile()
-
-            def build_serialized_network(self, network, config):
-                return b"serialized plan"
-
-        class ILogger:
-            Severity = types.SimpleNamespace(ERROR=1, WARNING=2)
-
-            def __init__(self):
-                pass
-
-        self.trt = types.SimpleNamespace(
-            __version__=f"{generation}.0.0", Builder=Builder, OnnxParser=Parser, ILogger=ILogger, float32="float32",
-            BuilderFlag=types.SimpleNamespace(**{n: f"flag:{n}" for n in flag_names}),
-            NetworkDefinitionCreationFlag=types.SimpleNamespace(**network_flags),
-            MemoryPoolType=types.SimpleNamespace(WORKSPACE="workspace"),
-            LayerType=types.SimpleNamespace(NORMALIZATION="norm", SOFTMAX="softmax", REDUCE="reduce",
-                                            CONVOLUTION="conv", MATRIX_MULTIPLY="matmul"))
-
-
-def request(tmp_path, precision, strongly_typed_only, timing_cache=None):
-    return BuildRequest(tmp_path / "m.onnx", "pixels", 224, BatchProfile(1, 4, 8), 1 << 30,
-                        plan_precision(precision, strongly_typed_only), timing_cache)
-
-
-def test_tensorrt10_fp16_build_sets_flags_by_name_and_pins_normalization(tmp_path):
-    recorder = Recorder(10, layer_types=["conv", "norm", "matmul", "softmax", "reduce", "conv"])
-    cache = tmp_path / "timing.cache"
-    plan = build_plan(recorder.trt, request(tmp_path, "fp16", False, cache))
-    assert plan == b"serialized plan" and cache.read_bytes() == b"timings"
-    assert ("network flags", 0) in recorder.calls  # weakly typed
-    assert [c[1] for c in recorder.calls if c[0] == "flag"] == ["flag:FP16", "flag:PREFER_PRECISION_CONSTRAINTS"]
-    assert ("profile", ("pixels", ((1, 3, 224, 224), (4, 3, 224, 224), (8, 3, 224, 224)))) in recorder.calls
-    assert ("workspace", "workspace", 1 << 30) in recorder.calls
-    pinned = [layer.type for layer in recorder.layers if layer.precision == "float32"]
-    assert pinned == ["norm", "softmax", "reduce"]
-    assert all(layer.outputs == {0: "float32"} for layer in recorder.layers if layer.type in pinned)
-
-
-def test_tensorrt11_build_is_strongly_typed_with_no_precision_flags(tmp_path):
-    recorder = Recorder(11, layer_types=["norm"])
-    build_plan(recorder.trt, request(tmp_path, "fp16", True))
-    assert ("network flags", 1 << 0) in recorder.calls  # STRONGLY_TYPED is bit 0 in 11 (bit 1 in 10)
-    assert not [c for c in recorder.calls if c[0] == "flag"]
-    assert recorder.layers[0].precision is None  # strongly typed: the ONNX's types decide
-
-
-def test_parse_failure_is_one_sentence_with_tensorrts_reason(tmp_path):
-    recorder = Recorder(10, parse_ok=False)
-    with pytest.raises(EngineError, match=r"could not parse the ONNX model: In node 3 \(HaarDWT\): plugin not found"):
-        build_plan(recorder.trt, request(tmp_path, "fp32", False))
-
-
 # ---- the accuracy gate -----------------------------------------------------------------------------------
 def test_compare_against_torch_softmax():
     rng = np.random.default_rng(1)
@@ -252,71 +121,3 @@ def test_validation_fails_a_drifting_engine_and_passes_a_faithful_one():
     assert not drifting.passed and drifting.lines()[-1].startswith("FAIL")
 
 
-# ---- the whole build with TensorRT stood in for: which ONNX each generation parses, what lands on disk -------
-
-
-@pytest.mark.parametrize("generation", [10, 11])
-def test_fp16_build_parses_the_graph_its_generation_needs_and_writes_plan_and_sidecar(
-        tiny_onnx_56px, tmp_path, monkeypatch, generation):
-    import onnx
-
-    from export import build_engine as module
-    from export.trt_fp16 import precision_summary
-    from fmca_rt.backends.tensorrt_env import GpuInfo
-    from fmca_rt.backends.tensorrt_sidecar import file_sha256, read_sidecar
-
-    recorder = Recorder(generation, layer_types=["norm", "conv"])
-    parsed = []
-    original_parser = recorder.trt.OnnxParser
-
-    class InspectingParser(original_parser):
-        def parse_from_file(self, path):
-            parsed.append(precision_summary(onnx.load(path)))
-            return super().parse_from_file(path)
-
-    recorder.trt.OnnxParser = InspectingParser
-    monkeypatch.setattr(module, "import_tensorrt", lambda: recorder.trt)
-    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("NVIDIA H100", (9, 0)))
-    output = tmp_path / "fmca.engine"
-    assert main(["--onnx", str(tiny_onnx_56px), "--fp16", "--batch", "1:2:4", "--no-validate", "--output", str(output)]) == 0
-
-    (summary,) = parsed
-    if generation == 10:  # float32 graph + FP16 flag
-        assert summary["fp16"] == 0 and ("flag", "flag:FP16") in recorder.calls
-    else:  # strongly typed: the mixed-precision graph, no flags
-        assert summary["fp16"] > summary["fp32"] and not [c for c in recorder.calls if c[0] == "flag"]
-    assert output.read_bytes() == b"serialized plan"
-    sidecar = read_sidecar(output)
-    assert (sidecar.tensorrt_version, sidecar.compute_capability, sidecar.precision) == (
-        f"{generation}.0.0", (9, 0), "fp16")
-    assert sidecar.batch_profile == (1, 2, 4) and sidecar.onnx_sha256 == file_sha256(tiny_onnx_56px)
-    assert sidecar.strongly_typed == (generation == 11) and sidecar.plugins == ()
-    assert sidecar.metadata.image_size == 56
-    assert parse(shlex.split(sidecar.build_command)[3:]).precision == "fp16"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fmca.engine", "fmca.engine.json"]  # no leftovers
-
-
-def test_plugin_flag_must_match_the_graph(tiny_onnx_56px, tmp_path, monkeypatch, capsys):
-    from export import build_engine as module
-    from fmca_rt.backends.tensorrt_env import GpuInfo
-
-    monkeypatch.setattr(module, "import_tensorrt", lambda: Recorder(11).trt)
-    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("Orin", (8, 7)))
-    output = tmp_path / "fmca.engine"
-    assert main(["--onnx", str(tiny_onnx_56px), "--plugins", "--output", str(output)]) == 1
-    assert "has no fmca plugin nodes; export it with `python -m export.onnx --plugins`" in capsys.readouterr().err
-    assert not output.exists() and list(tmp_path.iterdir()) == []
-
-
-def test_a_fixed_batch_onnx_needs_a_fixed_profile(tmp_path, monkeypatch, capsys):
-    from export import build_engine as module
-    from export.onnx import export_onnx
-    from fmca_rt.backends.tensorrt_env import GpuInfo
-    from training.model import FMCANet
-
-    fixed = tmp_path / "fixed.onnx"
-    export_onnx(FMCANet.from_preset("tiny", image_size=56, pos_embed_grid=4).eval(), fixed, batch=2, verify=False)
-    monkeypatch.setattr(module, "import_tensorrt", lambda: Recorder(10).trt)
-    monkeypatch.setattr(module, "current_gpu", lambda: GpuInfo("Orin", (8, 7)))
-    assert main(["--onnx", str(fixed), "--batch", "1:4:8", "--output", str(tmp_path / "e.engine")]) == 1
-    assert "fixed batch of 2, so --batch must be 2" in capsys.readouterr().err

@@ -1,37 +1,25 @@
 """INT8 calibration data flow: face crops -> the model's preprocessing -> fixed-size batches -> a TensorRT 10
 calibrator on the GPU, or ONNX Runtime's quantizer writing TensorRT 11's symmetric Q/DQ graph."""
 
-import types
-
 import cv2
 import numpy as np
 import onnx
 import pytest
 
-from export.trt_int8 import CalibrationSet, entropy_calibrator, quantize_qdq
+from export.trt_int8 import CalibrationSet, calibration_cache_path, entropy_calibrator, quantize_qdq
 from fmca_rt.errors import ConfigError
 from fmca_rt.metadata import ModelMetadata
 from fmca_rt.preprocess import preprocess
-from tensorrt_fakes import HostMemory
+from sdk_images import write_face_crops
+from tensorrt_fakes import HostMemory, generations, tensorrt_api
 
 METADATA = ModelMetadata(config={"image_size": 56, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                  "class_names": ["real", "fake"], "preprocessing": "pil-bilinear"})
 
 
-def face_crops():
-    from export.face_samples import shipped_face_crops
-
-    crops = shipped_face_crops()
-    # More distinct crops: shifted windows of the four shipped faces.
-    return crops + [np.ascontiguousarray(c[d:, d:]) for d in (5, 11) for c in crops]
-
-
 @pytest.fixture(scope="module")
 def calib_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("calib")
-    for i, crop in enumerate(face_crops()):
-        (folder / ("fake" if i % 2 else "real")).mkdir(exist_ok=True)
-        cv2.imwrite(str(folder / ("fake" if i % 2 else "real") / f"{i:02d}.png"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    folder = write_face_crops(tmp_path_factory.mktemp("calib"))
     (folder / "real" / "broken.jpg").write_bytes(b"not an image")
     return folder
 
@@ -46,10 +34,12 @@ def test_calibration_set_is_the_runtime_preprocessing_of_every_readable_image(ca
         next(calibration.batches(16))
 
 
+@pytest.mark.trt_api
 def test_tensorrt10_calibrator_uploads_each_batch_then_stops_and_keeps_its_cache(calib_dir, tmp_path):
+    if 10 not in generations():
+        pytest.skip("TensorRT 11 has no calibrators (INT8 is the Q/DQ graph below)")
     calibration = CalibrationSet.from_folder(calib_dir, METADATA)
-    trt = types.SimpleNamespace(IInt8EntropyCalibrator2=type("IInt8EntropyCalibrator2", (), {
-        "__init__": lambda self: None}))
+    trt = tensorrt_api(10)  # NVIDIA's IInt8EntropyCalibrator2 where the bindings import
     memory = HostMemory()
     cache = tmp_path / "fmca.engine.calib"
     calibrator = entropy_calibrator(trt, calibration, 4, memory, cache)
@@ -63,6 +53,16 @@ def test_tensorrt10_calibrator_uploads_each_batch_then_stops_and_keeps_its_cache
     assert entropy_calibrator(trt, calibration, 4, memory, cache).read_calibration_cache() == b"TRT-cache"
 
 
+def test_the_calibration_cache_is_named_by_the_model_the_images_and_the_batch(calib_dir, tmp_path):
+    calibration = CalibrationSet.from_folder(calib_dir, METADATA)
+    engine = tmp_path / "fmca.engine"
+    first = calibration_cache_path(engine, "a" * 64, calibration, 4)
+    assert first.parent == tmp_path and first.name.startswith("fmca.engine.") and first.suffix == ".calib"
+    assert calibration_cache_path(engine, "a" * 64, calibration, 4) == first
+    fewer = CalibrationSet(calibration.pixels[:8], calibration.files[:8], 0)
+    others = [calibration_cache_path(engine, "b" * 64, calibration, 4), calibration_cache_path(engine, "a" * 64,
+              fewer, 4), calibration_cache_path(engine, "a" * 64, calibration, 2)]
+    assert len({first, *others}) == 4
 
 
 def test_tensorrt11_qdq_graph_is_symmetric_int8_and_close_to_float32(tiny_onnx_56px, calib_dir, tmp_path):

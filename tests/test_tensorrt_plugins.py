@@ -112,17 +112,19 @@ def test_a_head_size_that_was_not_compiled_names_the_fix(aot_dir):
 
 @pytest.mark.parametrize("batch, n_p, n_f, dtype", [(1, 256, 256, "fp32"), (3, 100, 37, "fp16")])
 def test_attention_launch_matches_the_kernel_launcher(aot_dir, batch, n_p, n_f, dtype):
-    from kernels._sfcm_attention import block_config, grid
+    from kernels._sfcm_attention import grid
+    from kernels._tiles import attention_tiles
 
     heads, d = 3, 32
-    qp, qf = torch.zeros(batch, heads, n_p, d), torch.zeros(batch, heads, n_f, d)
+    # The plugin node's tensors are token-major (B x N x heads x D); the launcher sees them as B x heads x N x D.
+    qp, qf = torch.zeros(batch, n_p, heads, d), torch.zeros(batch, n_f, heads, d)
     variant = select_variant(load_manifest(aot_dir), "sfcm_attention", 87, dtype, head_dim=d)
     plan = launch_plan(variant, sfcm_sizes(qp.shape, qf.shape))
-    block_m = block_config({"fp32": torch.float32, "fp16": torch.float16}[dtype], d)["BLOCK_M"]
+    block_m = attention_tiles({"fp32": torch.float32, "fp16": torch.float16}[dtype], 87, aot=True).block_m
     assert plan.grid == (*grid(n_p, n_f, batch * heads, block_m), 1)
     assert plan.block_x == 32 * variant.num_warps and plan.shared_mem == variant.shared_mem
-    # The integer arguments are those the launcher passes for contiguous tensors: counts, then strides.
-    assert plan.scalars == (n_p, n_f, heads, *qp.stride()[:3], *qf.stride()[:3])
+    # The integer arguments are those the launcher passes for these tensors: counts, then strides.
+    assert plan.scalars == (n_p, n_f, heads, *qp.transpose(1, 2).stride()[:3], *qf.transpose(1, 2).stride()[:3])
 
 
 def test_haar_dwt_launch_covers_every_output_once(aot_dir):
@@ -130,7 +132,7 @@ def test_haar_dwt_launch_covers_every_output_once(aot_dir):
 
     variant = select_variant(load_manifest(aot_dir), "haar_dwt", 87)
     plan = launch_plan(variant, haar_dwt_sizes((5, 3, 225, 224)))
-    assert plan.grid == (-(-112 // BLOCK_W), -(-113 // BLOCK_H), 5)
+    assert plan.grid == (-(-112 // BLOCK_W), -(-113 // BLOCK_H), 5 * 3)
     assert plan.scalars == (225, 224) and plan.block_x == variant.num_warps * 32
 
 
@@ -138,7 +140,7 @@ def test_ptx_isa_against_the_driver(aot_dir):
     variants = load_manifest(aot_dir)
     orin = select_variant(variants, "haar_dwt", 87).read_ptx()
     hopper = select_variant(variants, "haar_dwt", 90).read_ptx()
-    check_ptx_loadable(orin, 12060)  # kernels.aot writes PTX ISA 8.5 for sm_87: JetPack 6.2's driver loads it
+    check_ptx_loadable(orin, 12060)  # kernels.aot writes PTX ISA 8.0 by default: JetPack 6.2's driver loads it
     check_ptx_loadable(hopper, 13000)
     if ptx_isa_version(hopper) > (8, 5):
         with pytest.raises(ConfigError, match=r"this driver is CUDA 12\.6.*ptx_version option set to 85"):
@@ -160,3 +162,77 @@ def test_arguments_out_of_tensorrt_order_are_refused(aot_dir, tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"kernels": [entry]}))
     with pytest.raises(ConfigError, match="input pointers, int32 scalars, output pointers"):
         load_manifest(tmp_path)
+
+
+# ---- before the build: kernels checked against the model, compiled for this driver, errors in one sentence ----
+def test_a_kernel_beyond_48_kib_of_shared_memory_is_refused(aot_dir):
+    import dataclasses
+
+    variants = [dataclasses.replace(v, shared_mem=48 * 1024 + 1) if v.kernel == "haar_dwt" else v
+                for v in load_manifest(aot_dir)]
+    assert choose_kernel(variants, "sfcm_attention", 87, "fp16", 32).shared_mem <= 48 * 1024
+    with pytest.raises(ConfigError, match=r"needs 49153 bytes of shared memory, above the 49152"):
+        choose_kernel(variants, "haar_dwt", 87, "fp32")
+
+
+def plugin_nodes(scale=32 ** -0.5, mean=(0.485, 0.456, 0.406), op_type="SFCMAttention"):
+    from onnx import helper
+
+    return [helper.make_node("HaarDWT", ["x"], ["y"], domain="fmca", mean=list(mean), std=[0.229, 0.224, 0.225]),
+            helper.make_node(op_type, ["a"] * 6, ["b", "c"], domain="fmca", scale=scale)]
+
+
+def test_the_kernels_are_checked_against_every_plugin_node_before_the_build(aot_dir):
+    from export.trt_plugins import check_kernels_for_model
+
+    variants = load_manifest(aot_dir)
+    check_kernels_for_model(variants, 87, plugin_nodes(), head_dim=32)
+    with pytest.raises(ConfigError, match=r"compiled with SCALE=\[0\.17677.*\] but the model asks for \[0\.125\]"):
+        check_kernels_for_model(variants, 87, plugin_nodes(scale=0.125), head_dim=32)
+    with pytest.raises(ConfigError, match=r"compiled with MEAN=.* but the model asks for \[0\.5, 0\.5, 0\.5\]"):
+        check_kernels_for_model(variants, 87, plugin_nodes(mean=(0.5, 0.5, 0.5)), head_dim=32)
+    with pytest.raises(ConfigError, match="head size 96"):
+        check_kernels_for_model(variants, 87, plugin_nodes(), head_dim=96)
+    with pytest.raises(ConfigError, match="fmca::Attention2, which this version does not provide"):
+        check_kernels_for_model(variants, 87, plugin_nodes(op_type="Attention2"), head_dim=32)
+
+
+@pytest.mark.parametrize("driver, expected", [(13000, "compiler"), (12060, 85), (12020, 82), (None, None)])
+def test_kernels_compiled_now_use_a_ptx_isa_both_driver_and_compiler_read(tmp_path, monkeypatch, driver, expected):
+    """A CUDA 13 driver loads ISA 9.x, which the CUDA 12.9 ptxas bundled with Triton refuses: the lower one wins."""
+    pytest.importorskip("triton")
+    import kernels.aot
+
+    from export.trt_plugin_setup import compile_for_this_gpu, compiler_ptx_isa
+
+    asked = []
+
+    def compile_kernels(archs, out, dtypes, head_dims, ptx_versions):
+        asked.append(ptx_versions)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr(kernels.aot, "compile_kernels", compile_kernels)
+    with pytest.raises(ConfigError, match="stop here"):
+        compile_for_this_gpu(90, 32, tmp_path, driver)
+    isa = compiler_ptx_isa(90) if expected == "compiler" else expected
+    assert asked == [None if isa is None else {90: isa}]
+    if expected == "compiler":
+        assert isa < 90  # Triton 3.8 bundles CUDA 12.9's ptxas: ISA 8.8
+
+
+def test_a_triton_failure_is_one_sentence(tmp_path, monkeypatch):
+    pytest.importorskip("triton")
+    import kernels.aot
+
+    from export.trt_plugin_setup import compile_for_this_gpu
+    from fmca_rt.errors import EngineError
+
+    def compile_kernels(*args):
+        raise RuntimeError("ptxas fatal   : Unsupported .version 9.0; current version is '8.8'\nptxas: more detail")
+
+    monkeypatch.setattr(kernels.aot, "compile_kernels", compile_kernels)
+    with pytest.raises(EngineError) as raised:
+        compile_for_this_gpu(87, 32, tmp_path, None)
+    assert str(raised.value) == ("Triton could not compile the kernels for sm_87 (ptxas fatal   : Unsupported .version "
+                                 "9.0; current version is '8.8'); compile them where that works with `python -m "
+                                 "kernels.aot --arch 87 --out DIR` and pass --kernels DIR.")

@@ -8,7 +8,7 @@ import pytest
 from fmca_rt import Detector
 from fmca_rt.cli import main as cli_main
 from fmca_rt.errors import CalibrationError
-from fmca_rt.faces import HaarFaceDetector, crop_faces
+from fmca_rt.faces import crop_faces
 from fmca_rt.operating_points import Calibration, OperatingPoint
 from fmca_rt.preprocess import preprocess
 
@@ -34,12 +34,12 @@ def models(tmp_path_factory):
     return folder / "plain.pth", folder / "calibrated.pth", export_onnx(folder / "calibrated.pth", folder / "m.onnx")
 
 
-def oracle_probability(checkpoint, bgr):
-    """Temperature-scaled P(fake) of the first face straight from the PyTorch model."""
+def oracle_probability(checkpoint, bgr, face):
+    """Temperature-scaled P(fake) of a face straight from the PyTorch model."""
     from training import FMCANet
 
     model = FMCANet.from_checkpoint(checkpoint)
-    crop = crop_faces(bgr, HaarFaceDetector().detect(bgr)[:1])[0]
+    crop = crop_faces(bgr, [face])[0]
     pixels = preprocess([crop], model.config.image_size, model.config.mean, model.config.std)
     with torch.no_grad():
         logits = model(torch.from_numpy(pixels))[0].double()
@@ -51,7 +51,7 @@ def test_named_operating_point_and_temperature_come_from_the_model(models, which
     with Detector(models[which], threshold="FPR@1%") as detector:
         result = detector.predict(grace_hopper_path())
     assert detector.threshold == 0.83 and result.operating_point == POINTS[1]
-    assert result.faces[0].fake_prob == pytest.approx(oracle_probability(models[1], grace_hopper_bgr()), abs=1e-5)
+    assert result.faces[0].fake_prob == pytest.approx(oracle_probability(models[1], grace_hopper_bgr(), result.faces[0].face), abs=1e-5)
     assert result.label == ("fake" if result.fake_prob >= 0.83 else "real")
     assert result.to_dict()["operating_point"] == {"name": "fpr@1%", "threshold": 0.83}
 

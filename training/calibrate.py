@@ -1,11 +1,13 @@
 """Calibrate a checkpoint on a validation folder: temperature scaling, named operating points, a report.
 
     python -m training.calibrate --checkpoint runs/x/best.pth --data DATA [--split valid] [--fpr 1 5]
-                                 [--out runs/x/calibrated.pth] [--report-dir runs/x/calibration]
+                                 [--abstain fpr=1%,miss=5%] [--out runs/x/calibrated.pth]
+                                 [--report-dir runs/x/calibration]
 
 Fits the temperature T that minimizes the negative log-likelihood of the folder's labels
 (training.temperature), then the operating points on P(fake) = softmax(logits / T)[fake]
-(training.thresholds): EER, each target FPR, best accuracy. Writes a copy of the checkpoint with a
+(training.thresholds): EER, each target FPR, best accuracy; with `--abstain`, also the abstain band whose
+false-positive and miss rates hold with a stated confidence (training.conformal). Writes a copy of the checkpoint with a
 `calibration` entry (every other entry kept; written atomically, so `--out` may be the input itself),
 `calibration.json` (T, NLL and ECE before and after, the points) and `reliability.png`. The calibration then
 travels with the model: export it to ONNX or TensorRT and `Detector(model, threshold="fpr@1%")` uses it.
@@ -29,14 +31,17 @@ from matplotlib.figure import Figure
 from fmca_rt.errors import DataError, FMCAError
 from fmca_rt.operating_points import Calibration, fake_class_index
 
+from .conformal import AbstainTargets, abstain_band, format_band, parse_abstain_targets
 from .temperature import (DEFAULT_BINS, TEMPERATURE_RANGE, ReliabilityBins, fit_temperature,
                           negative_log_likelihood, reliability_bins)
 from .thresholds import DEFAULT_TARGET_FPRS, format_points, operating_points
 
 
 def calibrate(logits: np.ndarray, is_fake: np.ndarray, class_names=("real", "fake"),
-              target_fprs=DEFAULT_TARGET_FPRS, bins: int = DEFAULT_BINS) -> tuple[Calibration, dict]:
-    """(Calibration, the reliability bins before and after) from validation logits N x 2 and labels (1 = fake)."""
+              target_fprs=DEFAULT_TARGET_FPRS, bins: int = DEFAULT_BINS, abstain: AbstainTargets | None = None,
+              videos=None, seed: int = 0) -> tuple[Calibration, dict]:
+    """(Calibration, the reliability bins before and after) from validation logits N x 2 and labels (1 = fake).
+    With `abstain` targets it includes the abstain band, one face per video of `videos` (None: all distinct)."""
     if len(class_names) != 2:
         raise FMCAError(f"Calibration needs a two-class model; this one has classes {list(class_names)}.")
     is_fake = np.asarray(is_fake).astype(np.int64)
@@ -51,7 +56,8 @@ def calibrate(logits: np.ndarray, is_fake: np.ndarray, class_names=("real", "fak
               "nll_after": negative_log_likelihood(logits, class_labels, temperature),
               "ece_before": diagrams["before"].expected_calibration_error,
               "ece_after": diagrams["after"].expected_calibration_error}
-    return Calibration(temperature, points, source), diagrams
+    band = None if abstain is None else abstain_band(is_fake, after, abstain, videos, seed)
+    return Calibration(temperature, points, source, band), diagrams
 
 
 def plot_reliability(diagrams: dict[str, ReliabilityBins], temperature: float, path: str | Path) -> Path:
@@ -91,7 +97,7 @@ def write_calibrated_checkpoint(source: str | Path, output: str | Path, calibrat
 
 
 def validation_logits(checkpoint: str, data: str, split: str, batch_size: int, device_name: str, workers: int):
-    """(model, folder, logits N x C, labels 1 = fake, number of unreadable images) of a folder."""
+    """(model, folder, logits N x C, labels 1 = fake, video ids, number of unreadable images) of a folder."""
     import torch
 
     from .data import describe, load_split, split_folder
@@ -111,7 +117,8 @@ def validation_logits(checkpoint: str, data: str, split: str, batch_size: int, d
     labels = predictions["labels"]
     if not 0 < labels.sum() < labels.size:
         raise DataError(f"Only one class of {folder} could be read; calibration needs real and fake images.")
-    return model, folder, predictions["logits"], labels, len(predictions["unreadable"])
+    videos = [dataset.items[i].video for i in predictions["indices"]]
+    return model, folder, predictions["logits"], labels, videos, len(predictions["unreadable"])
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -121,6 +128,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--split", default="valid", help="split folder under --data (default: valid)")
     parser.add_argument("--fpr", type=float, nargs="+", default=[100 * f for f in DEFAULT_TARGET_FPRS],
                         metavar="PERCENT", help="target false-positive rates in percent (default: 1 5)")
+    parser.add_argument("--abstain", metavar="fpr=P%,miss=P%", type=_abstain_targets,
+                        help="also the abstain band: fake above one threshold with false-positive rate <= fpr, real "
+                             "below another with miss rate <= miss, uncertain between, each holding with "
+                             "confidence= (default 95%%); refused when the folder has too few videos for it")
+    parser.add_argument("--abstain-seed", type=int, default=0, help="chooses the face used from each video")
     parser.add_argument("--out", help="calibrated checkpoint (default: <checkpoint>-calibrated.pth beside it)")
     parser.add_argument("--report-dir", help="folder for calibration.json and reliability.png "
                                              "(default: <out>-calibration beside the output)")
@@ -136,16 +148,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _abstain_targets(text: str) -> AbstainTargets:
+    try:
+        return parse_abstain_targets(text)
+    except FMCAError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     checkpoint = Path(args.checkpoint)
     output = Path(args.out) if args.out else checkpoint.with_name(f"{checkpoint.stem}-calibrated.pth")
     report_dir = Path(args.report_dir) if args.report_dir else output.with_name(f"{output.stem}-calibration")
     try:
-        model, folder, logits, labels, unreadable = validation_logits(
+        model, folder, logits, labels, videos, unreadable = validation_logits(
             args.checkpoint, args.data, args.split, args.batch_size, args.device, args.workers)
-        calibration, diagrams = calibrate(logits, labels, model.config.class_names,
-                                          [f / 100 for f in args.fpr], args.bins)
+        calibration, diagrams = calibrate(logits, labels, model.config.class_names, [f / 100 for f in args.fpr],
+                                          args.bins, args.abstain, videos, args.abstain_seed)
         calibration = replace(calibration, source={**calibration.source, "data": str(folder),
                                                    "unreadable_images": unreadable})
         try:
@@ -163,6 +182,8 @@ def main(argv=None) -> int:
     print(f"temperature {calibration.temperature:.4g}: NLL {source['nll_before']:.4f} -> {source['nll_after']:.4f}, "
           f"ECE {source['ece_before']:.4f} -> {source['ece_after']:.4f} ({args.bins} bins)")
     print(format_points(calibration.points, source["num_real"], source["num_fake"]))
+    if calibration.abstain is not None:
+        print(format_band(calibration.abstain))
     if calibration.temperature == TEMPERATURE_RANGE[1]:
         print(f"warning: the temperature reached the top of its range ({TEMPERATURE_RANGE[1]:g}): the model's "
               "scores say almost nothing about these labels, so P(fake) is squeezed towards the base rate.",

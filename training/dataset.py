@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from fmca_rt.errors import DataError
+from fmca_rt.errors import DataError, ImageError
+from fmca_rt.images import read_encoded
 from fmca_rt.preprocess import preprocess, resize_rgb
 
 from .augment import AugmentConfig, augment_rgb, random_erase
@@ -31,11 +32,11 @@ MAX_CONSECUTIVE_UNREADABLE = 100
 
 
 def read_rgb(path) -> np.ndarray | None:
-    """An image file as H x W x 3 uint8 RGB, or None when it cannot be read or decoded."""
+    """An image file as H x W x 3 uint8 RGB, or None when it cannot be read or decoded, or is larger than the
+    runtime's pixel limit (read from its header: a decompression bomb is never decoded)."""
     try:
-        encoded = np.fromfile(path, dtype=np.uint8)
-        bgr = cv2.imdecode(encoded, cv2.IMREAD_COLOR) if encoded.size else None
-    except (OSError, cv2.error):
+        bgr = cv2.imdecode(read_encoded(path), cv2.IMREAD_COLOR)
+    except (ImageError, cv2.error):
         return None
     if bgr is None or bgr.size == 0:
         return None
@@ -100,7 +101,7 @@ class FaceCropDataset(Dataset):
         unreadable = []
         for attempt in range(min(len(self.items), MAX_CONSECUTIVE_UNREADABLE)):
             position = (index + attempt) % len(self.items)
-            rgb = read_rgb(self.items[position].sample.path)
+            rgb = self.read_image(position)
             if rgb is not None:
                 break
             unreadable.append(str(self.items[position].sample.path))
@@ -112,6 +113,10 @@ class FaceCropDataset(Dataset):
         item = self.items[position]
         pixels = self._pixels(rgb, item, np.random.default_rng([self.seed, self.epoch, index]))
         return {"pixels": torch.from_numpy(pixels), "label": item.label, "index": index, "unreadable": unreadable}
+
+    def read_image(self, position: int) -> np.ndarray | None:
+        """The item's image as RGB uint8, None when unreadable; subclasses may alter it (training.robustness)."""
+        return read_rgb(self.items[position].sample.path)
 
     def _pixels(self, rgb: np.ndarray, item: Item, rng: np.random.Generator) -> np.ndarray:
         config = self.config

@@ -67,3 +67,38 @@ def plot_confusion_matrix(matrix, path: str | Path, class_names=("real", "fake")
     axes.set_yticks(range(len(class_names)), labels=[f"true {c}" for c in class_names])
     axes.set_title(title)
     return _save(figure, Path(path))
+
+
+def plot_robustness(report: dict, path: str | Path) -> Path:
+    """training.robustness in one figure: frame and video AUC, then each operating point's TPR and FPR (with
+    its target as a dashed line), per condition."""
+    rows = report["conditions"]
+    conditions = [row["condition"] for row in rows]
+    names = [p["name"] for p in rows[0]["points"]]
+    positions = np.arange(len(conditions))
+    figure = Figure(figsize=(max(7.0, 0.9 * len(conditions) + 2.5), 9.5))
+    auc_axes, tpr_axes, fpr_axes = figure.subplots(3, 1, sharex=True)
+    width = 0.8 / 2
+    for offset, key, label in ((0, "frame_auc", "frame AUC"), (1, "video_auc", "video AUC")):
+        values = [np.nan if row[key] is None else row[key] for row in rows]
+        auc_axes.bar(positions + (offset - 0.5) * width, values, width, label=label)
+    auc_axes.set_ylim(0, 1)
+    auc_axes.set_title("AUC")
+    width = 0.8 / len(names)
+    for offset, name in enumerate(names):
+        shift = (offset - (len(names) - 1) / 2) * width
+        points = [row["points"][offset] for row in rows]
+        tpr_axes.bar(positions + shift, [np.nan if p["tpr"] is None else p["tpr"] for p in points], width, label=name)
+        bars = fpr_axes.bar(positions + shift, [np.nan if p["fpr"] is None else p["fpr"] for p in points], width,
+                            label=name)
+        target = points[0].get("fpr_target")
+        if target is not None:
+            fpr_axes.axhline(target, color=bars.patches[0].get_facecolor(), linestyle="--", linewidth=0.9)
+    tpr_axes.set_ylim(0, 1)
+    tpr_axes.set_title("TPR (fakes labelled fake)")
+    fpr_axes.set_title("FPR (reals labelled fake); dashed: target")
+    fpr_axes.set_xticks(positions, labels=conditions, rotation=30, ha="right")
+    for axes in (auc_axes, tpr_axes, fpr_axes):
+        axes.grid(axis="y", alpha=0.3)
+        axes.legend(fontsize="small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return _save(figure, Path(path))

@@ -4,7 +4,8 @@
     python -m training.prepare --videos my_videos --out data/mine --valid-fraction 0.2
 
 For every video: `--frames` evenly spaced frames (default 32); in each, the largest face the SDK's face
-detector finds (`fmca_rt.faces`), cut as a square 1.3x the face box around its centre and resized to
+detector finds (`fmca_rt.faces`, the same default detector as deployment), cut as a square 1.3x the face box
+around its centre (turned so the eyes are level with `--align-faces`) and resized to
 `--size` px with the SDK's resize (`fmca_rt.preprocess.resize_rgb`). Written as
 `OUT/<split>/real/real_<video>_f<frame>.png` and `OUT/<split>/fake/fake_<Method>_<video>_f<frame>.png`
 (the conventions of training.data). Videos are split by video group, never by frame (see
@@ -31,6 +32,7 @@ from fmca_rt.preprocess import resize_rgb
 from .video_sources import SourceVideo, discover, split_officially, split_randomly
 
 _detector = None  # one per worker process (OpenCV detectors cannot be pickled)
+_align = False  # eye-level crops (--align-faces), as the Detector's align_faces=True cuts them
 
 
 def sample_frame_indices(frame_count: int, count: int) -> list[int]:
@@ -77,7 +79,7 @@ def process_video(video: SourceVideo, folder: Path, frames: int, size: int, scal
             no_face += 1
             continue
         largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
-        crop = crop_faces(bgr, [largest], scale=scale)[0]
+        crop = crop_faces(bgr, [largest], scale=scale, align=_align)[0]
         if crop.size == 0:
             no_face += 1
             continue
@@ -88,9 +90,9 @@ def process_video(video: SourceVideo, folder: Path, frames: int, size: int, scal
     return {"written": written, "no_face": no_face, "unreadable": written + no_face == 0}
 
 
-def _init_worker(faces: str) -> None:
-    global _detector
-    _detector = make_face_detector(faces)
+def _init_worker(faces: str, align: bool = False) -> None:
+    global _detector, _align
+    _detector, _align = make_face_detector(faces), align
 
 
 def _run(job):
@@ -100,7 +102,8 @@ def _run(job):
 
 def prepare(videos_root, out, frames: int = 32, size: int = 224, scale: float = 1.3, faces: str = "auto",
             resize: str = "pil-bilinear", splits_dir=None, valid_fraction: float = 0.2, test_fraction: float = 0.0,
-            compression: str = "c23", methods=None, seed: int = 0, workers: int = 1, progress=print) -> dict:
+            compression: str = "c23", methods=None, seed: int = 0, workers: int = 1, progress=print,
+            align_faces: bool = False) -> dict:
     videos = discover(videos_root, compression, methods)
     if splits_dir:
         splits, left_out = split_officially(videos, splits_dir)
@@ -112,11 +115,11 @@ def prepare(videos_root, out, frames: int = 32, size: int = 224, scale: float = 
     counts = Counter()
     unreadable_videos = []
     if workers > 1:
-        executor = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(faces,))
+        executor = ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(faces, align_faces))
         results = executor.map(_run, jobs, chunksize=1)
     else:
         executor = None
-        _init_worker(faces)
+        _init_worker(faces, align_faces)
         results = map(_run, jobs)
     try:
         for number, (split, video, result) in enumerate(results, start=1):
@@ -137,6 +140,7 @@ def prepare(videos_root, out, frames: int = 32, size: int = 224, scale: float = 
         "frames_without_face": counts["no_face"], "unreadable_videos": unreadable_videos,
         "videos_in_no_split": left_out,
         "settings": {"frames": frames, "size": size, "scale": scale, "faces": str(faces), "resize": resize,
+                     "align_faces": align_faces,
                      "splits": str(splits_dir) if splits_dir else None, "valid_fraction": valid_fraction,
                      "test_fraction": test_fraction, "seed": seed},
     }
@@ -152,7 +156,10 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=32, help="evenly spaced frames per video (default 32)")
     parser.add_argument("--size", type=int, default=224, help="side of the saved face crops (default 224)")
     parser.add_argument("--scale", type=float, default=1.3, help="crop side / face box side (default 1.3)")
-    parser.add_argument("--faces", default="auto", help="face detector: auto/haar, a YuNet .onnx file, or none")
+    parser.add_argument("--faces", default="auto", help="face detector: auto (the SDK's default, a CNN), "
+                        "centerface, retinaface, haar, a YuNet .onnx file, or none")
+    parser.add_argument("--align-faces", action="store_true",
+                        help="turn each crop so the eyes are level (deploy with Detector(..., align_faces=True))")
     parser.add_argument("--resize", default="pil-bilinear", help="resize method of fmca_rt.preprocess")
     parser.add_argument("--splits", help="folder with FaceForensics++'s train.json, val.json, test.json")
     parser.add_argument("--valid-fraction", type=float, default=0.2, help="without --splits (default 0.2)")
@@ -165,7 +172,7 @@ def main(argv=None) -> int:
     try:
         report = prepare(args.videos, args.out, args.frames, args.size, args.scale, args.faces, args.resize,
                          args.splits, args.valid_fraction, args.test_fraction, args.compression, args.methods,
-                         args.seed, args.workers)
+                         args.seed, args.workers, align_faces=args.align_faces)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -11,6 +11,14 @@ from torch import nn
 from .config import FMCAConfig
 
 
+def token_major_empty(like: torch.Tensor, tokens: int, **overrides) -> torch.Tensor:
+    """An uninitialized B x heads x N x D tensor (B, heads, D and dtype of `like`) laid out B x N x heads x D:
+    the attention kernel's output layout, in which `SFCM._merge_heads` is a view, not a copy."""
+    batch, heads, _, head_dim = like.shape
+    options = {"dtype": like.dtype, "device": like.device, **overrides}
+    return torch.empty(batch, tokens, heads, head_dim, **options).transpose(1, 2)
+
+
 def sfcm_attention_reference(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor,
                              qf: torch.Tensor, kp: torch.Tensor, vp: torch.Tensor,
                              scale: float | None = None, dropout_p: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -19,6 +27,14 @@ def sfcm_attention_reference(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tenso
     patch_to_freq = F.scaled_dot_product_attention(qp, kf, vf, dropout_p=dropout_p, scale=scale)
     freq_to_patch = F.scaled_dot_product_attention(qf, kp, vp, dropout_p=dropout_p, scale=scale)
     return patch_to_freq, freq_to_patch
+
+
+def sfcm_attention_token_major(qp: torch.Tensor, kf: torch.Tensor, vf: torch.Tensor, qf: torch.Tensor,
+                               kp: torch.Tensor, vp: torch.Tensor, scale: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`sfcm_attention_reference` on B x N x heads x D tensors (the projections reshaped, no transposes),
+    returning B x N x heads x D: the contract of the attention kernel's TensorRT plugin."""
+    outputs = sfcm_attention_reference(*(t.transpose(1, 2) for t in (qp, kf, vf, qf, kp, vp)), scale)
+    return tuple(o.transpose(1, 2).contiguous() for o in outputs)
 
 
 class SFCM(nn.Module):
@@ -42,7 +58,7 @@ class SFCM(nn.Module):
 
     @staticmethod
     def _merge_heads(x: torch.Tensor) -> torch.Tensor:
-        return x.transpose(1, 2).flatten(2)
+        return x.transpose(1, 2).flatten(2)  # a view for token-major inputs (the kernels' outputs)
 
     def forward(self, patches: torch.Tensor, freqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         from . import ops  # ops imports this module

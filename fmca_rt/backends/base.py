@@ -7,12 +7,17 @@ loaded in `activate()`, so creating a backend is cheap and `import fmca_rt` stay
     with OnnxRuntimeBackend("model.onnx") as backend:   # activate() ... deactivate()
         logits = backend.infer(pixels)                   # float32 B x 3 x S x S -> float32 B x 2
 
+A backend whose engine cannot run two batches at once from different threads (one TensorRT execution
+context, its device buffers) leaves `thread_safe` False and `infer` takes a lock; ONNX Runtime's sessions
+and PyTorch's eval-mode forward are safe to call concurrently.
+
 A backend may accept only some batch sizes (an engine built for a fixed batch): it sets `batch_limits`
 (smallest, largest) in `activate_impl`, and `infer` splits larger batches and pads smaller ones.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -26,6 +31,7 @@ class Backend:
     """Base class: `activate / infer / deactivate`, a context manager, input and output checks, timing."""
 
     name = "base"  # the registry name ("torch", "onnxruntime", "tensorrt")
+    thread_safe = False  # may infer_impl run in several threads at once?
 
     def __init__(self, model_path: str | Path, device: str | None = None):
         self.model_path = Path(model_path)
@@ -34,6 +40,7 @@ class Backend:
         self.batch_limits: tuple[int, int | None] = (1, None)
         self.last_inference_time: float | None = None  # seconds spent in infer_impl by the last infer()
         self.is_active = False
+        self._infer_lock = threading.Lock()
 
     # ---- hooks for subclasses -------------------------------------------------------------------------
     def activate_impl(self) -> ModelMetadata:
@@ -79,6 +86,12 @@ class Backend:
         if not self.is_active:
             raise BackendError(f"The {self.name} backend is not active; call activate() or use it in a with block.")
         self._check_input(pixels)
+        if not self.thread_safe:
+            with self._infer_lock:
+                return self._infer_checked(pixels)
+        return self._infer_checked(pixels)
+
+    def _infer_checked(self, pixels: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         step = self._max_chunk(len(pixels))
         chunks = [self._infer_chunk(pixels[i:i + step]) for i in range(0, len(pixels), step)]
@@ -105,8 +118,11 @@ class Backend:
         if real < smallest:  # a fixed-batch engine: pad with copies of the last item, drop their outputs
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], smallest - real, axis=0)])
         logits = np.asarray(self.infer_impl(np.ascontiguousarray(chunk)), dtype=np.float32)
-        expected = (len(chunk), len(self.metadata.class_names))
+        self._check_output(logits, len(chunk))
+        return logits[:real]
+
+    def _check_output(self, logits: np.ndarray, batch: int) -> None:
+        expected = (batch, len(self.metadata.class_names))
         if logits.shape != expected:
             raise BackendError(f"The {self.name} backend returned logits of shape {logits.shape}, "
                                f"expected {expected}.")
-        return logits[:real]

@@ -13,6 +13,7 @@ from .base import Backend
 
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
+    thread_safe = True
 
     def activate_impl(self) -> ModelMetadata:
         try:
@@ -29,10 +30,33 @@ class OnnxRuntimeBackend(Backend):
             raise BackendError(f"ONNX Runtime cannot load {session_path}: {reason}") from None
         props = self._session.get_modelmeta().custom_metadata_map
         metadata = ModelMetadata.from_onnx_props(props, source=str(self.model_path))
+        self._check_graph(metadata)
         batch = self._session.get_inputs()[0].shape[0]
         if isinstance(batch, int) and batch > 0:
             self.batch_limits = (batch, batch)
         return metadata
+
+    def _check_graph(self, metadata: ModelMetadata) -> None:
+        """The metadata must describe the graph: its input and output names and sizes (BackendError)."""
+        inputs = {i.name: i.shape for i in self._session.get_inputs()}
+        outputs = {o.name: o.shape for o in self._session.get_outputs()}
+        size, classes = metadata.image_size, len(metadata.class_names)
+        problem = None
+        if metadata.input_name not in inputs:
+            problem = f"its metadata names the input {metadata.input_name!r}, but the graph's is {', '.join(inputs)}"
+        elif metadata.output_name not in outputs:
+            problem = f"its metadata names the output {metadata.output_name!r}, but the graph's is {', '.join(outputs)}"
+        else:
+            shape, out_shape = inputs[metadata.input_name], outputs[metadata.output_name]
+            expected = [None, 3, size, size]
+            if len(shape) != 4 or any(isinstance(d, int) and e is not None and d != e for d, e in zip(shape, expected)):
+                problem = f"its metadata says B x 3 x {size} x {size} pixels, but the graph takes {shape}"
+            elif len(out_shape) != 2 or (isinstance(out_shape[1], int) and out_shape[1] != classes):
+                problem = f"its metadata names {classes} classes, but the graph's output has shape {out_shape}"
+        if problem:
+            del self._session
+            raise BackendError(f"{self.model_path} does not match its own metadata: {problem}; export it again with "
+                               "`python -m export.onnx`.")
 
     def session_model_path(self):
         """The file the session loads (the cpu backend substitutes the model's INT8 form)."""

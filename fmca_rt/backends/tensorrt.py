@@ -7,14 +7,18 @@ Activation reads the sidecar, checks the engine was built for this TensorRT vers
 (a mismatch is one sentence quoting the rebuild command), deserializes it and prepares an `EngineSession`:
 name-based I/O (TensorRT 10/11: `num_io_tensors`, `set_input_shape`, `set_tensor_address`,
 `execute_async_v3`), buffers for the profile's largest batch allocated once (pinned host memory, async copies
-on one stream), and a CUDA graph per batch shape when the memory provider can capture one. Batches larger
-than the profile are split and smaller ones padded by the base class. Callers holding CUDA torch tensors use
-`infer_tensor`, which binds their memory directly (no host round trip).
+on one stream), and a CUDA graph when the memory provider can capture one. A graph is valid only for the
+context's state at capture (input shape, bound addresses): any change drops it, the next call runs the engine
+plainly and the one after captures again. Batches larger than the profile are split and smaller ones padded by
+the base class. Callers holding CUDA torch tensors use `infer_tensor`, which binds their memory directly (no host
+round trip). Every TensorRT call runs inside `DeviceMemory.activated()`, so any thread may call; a lock lets one
+call at a time use the context and its buffers.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,13 +62,15 @@ class EngineSession:
         self._input_shape: tuple[int, ...] | None = None
         self._host: dict[str, np.ndarray] = {}
         self._pointers: dict[str, int] = {}
+        self._lock = threading.Lock()
+        self._graph = None  # replays the engine for the context's current state; dropped when the state changes
+        self._runs_in_state = 0
+        self._use_graphs = cuda_graphs
         for name in names:  # every I/O tensor gets a buffer sized for the largest batch, bound once
             shape = largest if name == input_name else self._output_shape(name, largest)
             host, pointer = memory.allocate(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))))
             self._host[name], self._pointers[name] = host, pointer
-            self._context.set_tensor_address(name, pointer)
-        self._graphs: dict[tuple[int, ...], object] = {}
-        self._use_graphs = cuda_graphs
+            self._bind(name, pointer)
         self.output_dtype = self._host[output_name].dtype
 
     def _output_shape(self, name: str, input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -74,64 +80,73 @@ class EngineSession:
             raise EngineError(f"The engine cannot tell the shape of {name!r} for input {input_shape}.")
         return shape
 
+    def _state_changed(self) -> None:
+        self._graph, self._runs_in_state = None, 0
+
     def _set_input_shape(self, shape: tuple[int, ...]) -> None:
         if shape != self._input_shape:
+            self._state_changed()
             if not self._context.set_input_shape(self.input_name, shape):
+                self._input_shape = None
                 raise EngineError(f"The engine does not accept input shape {shape} (its profile allows batches "
                                   f"{self.batch_range[0]} to {self.batch_range[1]}).")
             self._input_shape = shape
 
-    def _enqueue(self) -> None:
-        if not self._context.execute_async_v3(self._memory.stream_handle):
+    def _bind(self, name: str, pointer: int) -> None:
+        self._state_changed()
+        if not self._context.set_tensor_address(name, pointer):
+            raise EngineError(f"TensorRT refused the device address of {name!r}; the engine does not match this "
+                              "backend (rebuild it with `python -m export.build_engine`).")
+
+    def _enqueue(self, stream: int | None = None) -> None:
+        if not self._context.execute_async_v3(self._memory.stream_handle if stream is None else stream):
             raise EngineError("TensorRT failed to run the engine (see its log above).")
 
-    def _execute(self, shape: tuple[int, ...]) -> None:
-        """Enqueue the engine; repeated shapes replay a captured CUDA graph (one warm-up run, then capture)."""
-        replay = self._graphs.get(shape)
-        if replay is not None:
-            replay()
+    def _execute(self) -> None:
+        """Enqueue the engine, or replay the CUDA graph captured in this state (one plain run first, then capture)."""
+        if self._graph is not None:
+            self._graph()
             return
         self._enqueue()
-        if self._use_graphs and shape not in self._graphs:
-            self._graphs[shape] = None  # the first run is the warm-up; capture on the second
-        elif self._use_graphs:
-            self._memory.synchronize()
-            try:
-                self._graphs[shape] = self._memory.capture_graph(self._enqueue)
-            except RuntimeError as error:  # a plugin or TensorRT build that cannot be captured: run uncaptured
-                log.warning("CUDA graph capture failed (%s); running without graphs.", error)
-                self._graphs[shape] = None
-            if self._graphs[shape] is None:  # this memory provider cannot capture graphs
-                self._use_graphs = False
+        self._runs_in_state += 1
+        if not self._use_graphs or self._runs_in_state < 2:
+            return
+        self._memory.synchronize()
+        try:
+            self._graph = self._memory.capture_graph(self._enqueue)
+        except RuntimeError as error:  # a plugin or TensorRT build that cannot be captured: run uncaptured
+            log.warning("CUDA graph capture failed (%s); running without graphs.", error)
+        if self._graph is None:  # this memory provider cannot capture graphs, or capture failed
+            self._use_graphs = False
 
     def run(self, pixels: np.ndarray) -> np.ndarray:
         batch = len(pixels)
-        shape = tuple(pixels.shape)
-        self._set_input_shape(shape)
-        host_input = self._host[self.input_name]
-        host_input[:batch] = pixels  # converts to the engine's input type if it is not float32
-        self._memory.upload(self.input_name, host_input[:batch].nbytes)
-        self._execute(shape)
-        host_output = self._host[self.output_name]
-        self._memory.download(self.output_name, host_output[:batch].nbytes)
-        self._memory.synchronize()
-        return host_output[:batch].astype(np.float32)
+        with self._lock, self._memory.activated():
+            self._set_input_shape(tuple(pixels.shape))
+            host_input = self._host[self.input_name]
+            host_input[:batch] = pixels  # converts to the engine's input type if it is not float32
+            self._memory.upload(self.input_name, host_input[:batch].nbytes)
+            self._execute()
+            host_output = self._host[self.output_name]
+            self._memory.download(self.output_name, host_output[:batch].nbytes)
+            self._memory.synchronize()
+            return host_output[:batch].astype(np.float32)  # a copy, made before another call reuses the buffer
 
     def run_bound(self, input_pointer: int, output_pointer: int, shape: tuple[int, ...], stream: int) -> None:
         """Run on caller-owned device memory (no copies) and the caller's stream; the own buffers stay bound
         for `run`. The output must be float32 B x classes at `output_pointer`."""
-        self._set_input_shape(shape)
-        self._context.set_tensor_address(self.input_name, input_pointer)
-        self._context.set_tensor_address(self.output_name, output_pointer)
-        try:
-            if not self._context.execute_async_v3(stream):
-                raise EngineError("TensorRT failed to run the engine (see its log above).")
-        finally:
-            for name in (self.input_name, self.output_name):
-                self._context.set_tensor_address(name, self._pointers[name])
+        with self._lock, self._memory.activated():
+            self._set_input_shape(shape)
+            try:
+                self._bind(self.input_name, input_pointer)
+                self._bind(self.output_name, output_pointer)
+                self._enqueue(stream)
+            finally:
+                for name in (self.input_name, self.output_name):
+                    self._bind(name, self._pointers[name])
 
     def close(self) -> None:
-        self._graphs.clear()
+        self._graph = None
         self._context = None
         self._memory.close()
 
@@ -145,6 +160,7 @@ class TensorRTBackend(Backend):
         self.memory_kind = memory
         self.cuda_graphs = cuda_graphs
         self._session: EngineSession | None = None
+        self._runtime = None  # kept for as long as the engine it deserialized
 
     def activate_impl(self) -> ModelMetadata:
         trt = import_tensorrt()
@@ -153,13 +169,15 @@ class TensorRTBackend(Backend):
         check_compatible(sidecar, trt.__version__, current_gpu(index), self.model_path.name)
         memory = DeviceMemory.create(self.memory_kind, index)
         try:
-            engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(self.model_path.read_bytes())
-            if engine is None:
-                raise EngineError(f"TensorRT could not load {self.model_path.name} (see its log above); rebuild it "
-                                  f"on this machine: {sidecar.build_command}")
-            metadata = sidecar.metadata
-            self._session = EngineSession(trt, engine, memory, metadata.input_name, metadata.output_name,
-                                          self.cuda_graphs)
+            with memory.activated():
+                self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+                engine = self._runtime.deserialize_cuda_engine(self.model_path.read_bytes())
+                if engine is None:
+                    raise EngineError(f"TensorRT could not load {self.model_path.name} (see its log above); rebuild "
+                                      f"it on this machine: {sidecar.build_command}")
+                metadata = sidecar.metadata
+                self._session = EngineSession(trt, engine, memory, metadata.input_name, metadata.output_name,
+                                              self.cuda_graphs)
         except BaseException:
             memory.close()
             raise
@@ -202,7 +220,7 @@ class TensorRTBackend(Backend):
 
     def deactivate_impl(self) -> None:
         self._session.close()
-        self._session = None
+        self._session = self._runtime = None
 
     def describe_impl(self) -> str:
         return f"cuda:{device_index(self.device)}"

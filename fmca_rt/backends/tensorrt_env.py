@@ -12,7 +12,8 @@ from ..errors import DependencyError, DeviceError
 
 TENSORRT_HINT = ("pip install 'fmca-rt[tensorrt]' on x86-64 Linux or Windows; on Jetson use the TensorRT that "
                  "JetPack installs (sudo apt install nvidia-jetpack)")
-CUDA_HINT = "pip install pycuda (or a CUDA build of torch)"
+CUDA_HINT = ("install a CUDA build of torch (pip install torch on Linux x86-64), or pycuda where the CUDA toolkit "
+             "is installed (pip install pycuda; JetPack has the toolkit)")
 
 
 def import_tensorrt():
@@ -53,14 +54,6 @@ def is_strongly_typed_only(trt) -> bool:
     return not hasattr(trt.BuilderFlag, "FP16")
 
 
-def network_flags(trt, *names: str) -> int:
-    """Bit mask of `NetworkDefinitionCreationFlag` members; their integer values moved between 10 and 11."""
-    mask = 0
-    for name in names:
-        mask |= 1 << int(getattr(trt.NetworkDefinitionCreationFlag, name))
-    return mask
-
-
 @dataclass(frozen=True)
 class GpuInfo:
     name: str
@@ -95,12 +88,17 @@ def current_gpu(device: int = 0) -> GpuInfo:
 
 
 def cuda_driver_version() -> int | None:
-    """cuDriverGetVersion (12060 for CUDA 12.6) through pycuda; None where pycuda is absent."""
+    """cuDriverGetVersion (12060 for CUDA 12.6), from the driver library itself (no toolkit, pycuda or torch
+    needed); None where no NVIDIA driver is installed."""
+    import ctypes
+    import sys
+
     try:
-        import pycuda.driver as cuda
-    except ImportError:
+        driver = ctypes.CDLL("nvcuda.dll" if sys.platform == "win32" else "libcuda.so.1")
+    except OSError:
         return None
-    return int(cuda.get_driver_version())
+    version = ctypes.c_int(0)
+    return version.value if driver.cuDriverGetVersion(ctypes.byref(version)) == 0 else None
 
 
 def _gpu_from_torch(device: int) -> GpuInfo:

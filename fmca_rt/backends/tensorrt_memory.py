@@ -5,11 +5,17 @@ natural choice when the caller already works in torch tensors. Both give the sam
 `allocate(name, shape, dtype)` returns a pinned host array and the device pointer; `upload`/`download` copy
 asynchronously on the one stream; `synchronize` waits. Only torch captures CUDA graphs here (pycuda has no
 stream-capture API), so `capture_graph` returns None with pycuda.
+
+CUDA work needs the device's context current on the calling thread, and a server calls from many threads:
+`activated()` makes it current for one use (pycuda: push and pop the device's primary context; torch: make
+`cuda:N` the current device). Every method here activates itself; callers wrap their TensorRT calls in it.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+import contextlib
 
 from ..errors import DependencyError, DeviceError
 from .tensorrt_env import CUDA_HINT
@@ -50,6 +56,10 @@ class DeviceMemory:
     def synchronize(self) -> None:
         raise NotImplementedError
 
+    def activated(self):
+        """A context manager making this memory's device current on the calling thread while it is open."""
+        return contextlib.nullcontext()
+
     def capture_graph(self, launch):
         """Record what `launch()` enqueues on the stream; returns a function replaying it, or None if unsupported."""
         return None
@@ -71,36 +81,48 @@ class PycudaMemory(DeviceMemory):
             self._context = cuda.Device(device_index).retain_primary_context()
         except cuda.Error as error:
             raise DeviceError(f"CUDA device {device_index} cannot be used ({error}).") from None
-        self._context.push()
-        self._stream = cuda.Stream()
         self._buffers: dict[str, tuple[np.ndarray, object]] = {}
+        with self.activated():
+            self._stream = cuda.Stream()
+
+    @contextlib.contextmanager
+    def activated(self):
+        self._context.push()
+        try:
+            yield
+        finally:
+            self._context.pop()
 
     def allocate(self, name, shape, dtype):
-        host = self._cuda.pagelocked_empty(shape, dtype)
-        device = self._cuda.mem_alloc(max(host.nbytes, 1))
+        with self.activated():
+            host = self._cuda.pagelocked_empty(shape, dtype)
+            device = self._cuda.mem_alloc(max(host.nbytes, 1))
         self._buffers[name] = (host, device)
         return host, int(device)
 
     def upload(self, name, nbytes):
         host, device = self._buffers[name]
-        self._cuda.memcpy_htod_async(device, host.reshape(-1).view(np.uint8)[:nbytes], self._stream)
+        with self.activated():
+            self._cuda.memcpy_htod_async(device, host.reshape(-1).view(np.uint8)[:nbytes], self._stream)
 
     def download(self, name, nbytes):
         host, device = self._buffers[name]
-        self._cuda.memcpy_dtoh_async(host.reshape(-1).view(np.uint8)[:nbytes], device, self._stream)
+        with self.activated():
+            self._cuda.memcpy_dtoh_async(host.reshape(-1).view(np.uint8)[:nbytes], device, self._stream)
 
     @property
     def stream_handle(self):
         return self._stream.handle
 
     def synchronize(self):
-        self._stream.synchronize()
+        with self.activated():
+            self._stream.synchronize()
 
     def close(self):
-        for _, device in self._buffers.values():
-            device.free()
+        with self.activated():
+            for _, device in self._buffers.values():
+                device.free()
         self._buffers.clear()
-        self._context.pop()
         self._context.detach()
 
 
@@ -119,10 +141,14 @@ class TorchMemory(DeviceMemory):
         self._stream = torch.cuda.Stream(self._device)
         self._buffers: dict[str, tuple[object, object]] = {}
 
+    def activated(self):
+        return self._torch.cuda.device(self._device)
+
     def allocate(self, name, shape, dtype):
         torch_dtype = self._torch.from_numpy(np.empty(0, dtype)).dtype
-        host = self._torch.empty(shape, dtype=torch_dtype, pin_memory=True)
-        device = self._torch.empty(shape, dtype=torch_dtype, device=self._device)
+        with self.activated():
+            host = self._torch.empty(shape, dtype=torch_dtype, pin_memory=True)
+            device = self._torch.empty(shape, dtype=torch_dtype, device=self._device)
         self._buffers[name] = (host, device)
         return host.numpy(), device.data_ptr()
 
@@ -133,12 +159,12 @@ class TorchMemory(DeviceMemory):
 
     def upload(self, name, nbytes):
         host, device = self._flat(name, nbytes)
-        with self._torch.cuda.stream(self._stream):
+        with self.activated(), self._torch.cuda.stream(self._stream):
             device.copy_(host, non_blocking=True)
 
     def download(self, name, nbytes):
         host, device = self._flat(name, nbytes)
-        with self._torch.cuda.stream(self._stream):
+        with self.activated(), self._torch.cuda.stream(self._stream):
             host.copy_(device, non_blocking=True)
 
     @property
@@ -146,15 +172,16 @@ class TorchMemory(DeviceMemory):
         return self._stream.cuda_stream
 
     def synchronize(self):
-        self._stream.synchronize()
+        with self.activated():
+            self._stream.synchronize()
 
     def capture_graph(self, launch):
         graph = self._torch.cuda.CUDAGraph()
-        with self._torch.cuda.graph(graph, stream=self._stream):
+        with self.activated(), self._torch.cuda.graph(graph, stream=self._stream):
             launch()
 
         def replay():
-            with self._torch.cuda.stream(self._stream):
+            with self.activated(), self._torch.cuda.stream(self._stream):
                 graph.replay()
 
         return replay

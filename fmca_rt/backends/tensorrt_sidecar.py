@@ -96,7 +96,11 @@ def read_sidecar(engine_path: str | os.PathLike) -> EngineSidecar:
     if not path.is_file():
         raise EngineError(f"{engine_path} has no sidecar {path.name}; build engines with "
                           "`python -m export.build_engine`, which writes both.")
-    sidecar = EngineSidecar.from_json(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:  # a binary file (a plan, say) where the JSON sidecar belongs
+        raise EngineError(f"{path} is not an fmca-rt engine sidecar (not UTF-8 text).") from None
+    sidecar = EngineSidecar.from_json(text, str(path))
     if file_sha256(engine_path) != sidecar.engine_sha256:
         raise EngineError(f"{path.name} describes a different engine than {engine_path.name} (hash mismatch); "
                           f"rebuild both: {sidecar.build_command}")

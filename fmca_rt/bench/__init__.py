@@ -8,6 +8,8 @@
     runner.py     the interleaved timing loop and the result dict
     report.py     Markdown tables
     command.py    the command-line entry
+    face_scenes.py, faces.py   face detectors compared on composite frames (`python -m fmca_rt.bench.faces`)
+    video_tracks.py            per-track inference on a three-face video (`python -m fmca_rt.bench.video_tracks`)
 """
 
 from .runner import SCHEMA, Settings, run_benchmark

@@ -17,7 +17,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DependencyError, DeviceError
+from ..errors import ConfigError, DependencyError, DeviceError, OutputError
+from ..project_modules import import_project_module
 from .variants import DEFAULT_VARIANTS, VARIANTS
 
 FRAME_SIZE = (1280, 720)  # the end-to-end frame: a 720p video frame with one face
@@ -68,7 +69,7 @@ def _settings(args: argparse.Namespace):
 
 
 def _checkpoint(model: str, seed: int, work_dir: Path) -> tuple[Path, str]:
-    from training.config import PRESETS
+    PRESETS = import_project_module("training.config", "train,export").PRESETS
 
     from .artifacts import random_weights_checkpoint
 
@@ -129,8 +130,23 @@ def _check_device(device: str | None) -> None:
         raise DeviceError(f"--device {device} was asked for, but PyTorch sees no CUDA GPU on this machine.")
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    from ..output_paths import OutputPaths
+
+    model = Path(args.model)
+    outputs = OutputPaths(inputs=[model] if model.suffix.lower() in (".pth", ".pt") else [], model=args.engine)
+    outputs.file("--json", args.json)
+    outputs.file("--markdown", args.markdown)
+    outputs.check()
+
+
 def run_benchmark_command(args: argparse.Namespace) -> int:
+    from ..atomic import write_atomically
     from ..video.sinks import write_json_atomically
+
+    _check_outputs(args)
+    for package in ("training", "export"):  # torch, the baseline, and the exporter: named before anything runs
+        import_project_module(package, "train,export")
     from .artifacts import Artifacts
     from .report import markdown
     from .runner import run_benchmark
@@ -152,8 +168,12 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
                                settings, {"description": description, "checkpoint": str(checkpoint)})
     text = markdown(result)
     print(text)
-    if args.json:
-        write_json_atomically(args.json, result)
-    if args.markdown:
-        args.markdown.write_text(text + "\n")
+    try:
+        if args.json:
+            write_json_atomically(args.json, result)
+        if args.markdown:
+            write_atomically(args.markdown, text + "\n")
+    except OutputError as error:
+        print(f"fmca-rt: error: {error} The tables above were not saved.", file=sys.stderr)
+        return 1
     return 0

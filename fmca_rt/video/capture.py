@@ -8,6 +8,7 @@ reopened with exponential backoff.
 
 from __future__ import annotations
 
+import argparse
 import threading
 import time
 from collections import deque
@@ -98,6 +99,22 @@ class Backoff:
         while self.attempts is None or attempt < self.attempts:
             yield delay
             delay, attempt = min(delay * self.factor, self.longest), attempt + 1
+
+
+def add_reconnect_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line options that set the backoff for lost network streams."""
+    group = parser.add_argument_group("lost network streams (rtsp://, http://)")
+    group.add_argument("--reconnect-attempts", type=int, default=Backoff.attempts, metavar="N",
+                       help="reconnection attempts in a row before the run ends with status 1 (default %(default)s)")
+    group.add_argument("--reconnect-delay", type=float, default=Backoff.first, metavar="SECONDS",
+                       help=f"wait before the first attempt, doubling up to {Backoff.longest:g} s "
+                            "(default %(default)s)")
+
+
+def backoff_from_arguments(args: argparse.Namespace) -> Backoff:
+    if args.reconnect_attempts < 0 or not args.reconnect_delay > 0:
+        raise FMCAError("--reconnect-attempts must be 0 or more and --reconnect-delay a positive number of seconds.")
+    return Backoff(first=args.reconnect_delay, attempts=args.reconnect_attempts)
 
 
 class CaptureThread(threading.Thread):

@@ -48,7 +48,8 @@ class CaptureReader(FrameReader):
         self._source = source
         fps = capture.get(cv2.CAP_PROP_FPS)
         self.fps = fps if 0 < fps < 1000 else None
-        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind == "file" else 0
+        # A file's frame count; also an http(s) URL's when it serves a file rather than a live stream
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if source.kind in ("file", "http") else 0
         self.frame_count = count if count > 0 else None
         self._position = 0  # index of the next frame in the file
         self._bad_run = 0

@@ -1,9 +1,9 @@
 """An IoU tracker that follows faces across frames and smooths each face's P(fake) over time.
 
 Each frame's boxes are matched greedily to live tracks, highest overlap first; a box that overlaps no
-track by `iou_threshold` starts a new one, and a track unseen for `max_missed` frames ends. A track's
-smoothed score is an exponential moving average: s <- smoothing * s + (1 - smoothing) * p, so one noisy
-frame does not flip the label shown on a face.
+track by `iou_threshold` starts a new one, and a track unseen for more than `max_missed` frames in a
+row ends. A track's smoothed score is an exponential moving average: s <- smoothing * s + (1 - smoothing) * p,
+so one noisy frame does not flip the label shown on a face.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 class Track:
     track_id: int
     box: tuple[int, int, int, int]
-    smoothed: float
+    smoothed: float | None  # None until the track's first score
     missed: int = 0
     hits: int = 1
 
@@ -48,7 +48,18 @@ class IoUTracker:
         self._next_id = 1
 
     def update(self, boxes: list[tuple[int, int, int, int]], probs: list[float]) -> list[Track]:
-        """Assign this frame's boxes to tracks; returns the track of each box, in the boxes' order."""
+        """Assign this frame's boxes to tracks and smooth their scores; returns the track of each box."""
+        tracks = self.assign(boxes)
+        for track, prob in zip(tracks, probs):
+            self.smooth(track, prob)
+        return tracks
+
+    def smooth(self, track: Track, prob: float) -> None:
+        track.smoothed = float(prob) if track.smoothed is None else \
+            self.smoothing * track.smoothed + (1 - self.smoothing) * prob
+
+    def assign(self, boxes: list[tuple[int, int, int, int]]) -> list[Track]:
+        """Match this frame's boxes to tracks (new tracks for the rest); returns the track of each box."""
         overlaps = iou_matrix(np.asarray([t.box for t in self.tracks], float).reshape(-1, 4),
                               np.asarray(boxes, float).reshape(-1, 4))
         assigned: list[Track | None] = [None] * len(boxes)
@@ -61,7 +72,6 @@ class IoUTracker:
                 continue
             track = self.tracks[t]
             track.box, track.missed, track.hits = boxes[b], 0, track.hits + 1
-            track.smoothed = self.smoothing * track.smoothed + (1 - self.smoothing) * probs[b]
             assigned[b] = track
             used_tracks.add(int(t))
         for t, track in enumerate(self.tracks):
@@ -70,7 +80,7 @@ class IoUTracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.max_missed]
         for b, track in enumerate(assigned):
             if track is None:
-                assigned[b] = Track(self._next_id, boxes[b], float(probs[b]))
+                assigned[b] = Track(self._next_id, boxes[b], None)
                 self._next_id += 1
                 self.tracks.append(assigned[b])
         return assigned
