@@ -32,6 +32,9 @@ from .base import Backend
 ACCURACY_BOUND = 0.01  # max |delta P(fake)| against float32 on the face crops
 PROFILE_SCHEMA = "fmca-rt.cpu-profile/1"
 FLOAT_FORM = "onnxruntime-fp32"  # the reference, and the fallback when no INT8 form keeps the bound
+# The forms are checked in batches of the Detector's default size: ONNX Runtime's dynamic INT8 quantizes the
+# activations per call, so its outputs (and its delta) depend a little on which crops share a call.
+CHECK_BATCH = 8
 log = logging.getLogger("fmca_rt.cpu")
 
 
@@ -96,7 +99,7 @@ def write_profile(path: Path, profile: CpuProfile) -> None:
     write_atomically(path, profile.to_json() + "\n", BackendError)
 
 
-def _logits(backend: Backend, pixels: np.ndarray, batch: int = 8) -> np.ndarray:
+def batched_logits(backend: Backend, pixels: np.ndarray, batch: int = CHECK_BATCH) -> np.ndarray:
     return np.concatenate([backend.infer(pixels[i:i + batch]) for i in range(0, len(pixels), batch)])
 
 
@@ -130,7 +133,7 @@ def measure(makers: dict[str, Callable[[], Backend]], reference: Backend, pixels
     """Make, check and time each form; the profile and the active backends (the caller keeps the chosen one
     and deactivates the rest). `makers` give the INT8 forms, `reference` the float32 model (active)."""
     fake_index = list(reference.metadata.class_names).index("fake")
-    reference_logits = _logits(reference, pixels)
+    reference_logits = batched_logits(reference, pixels)
     active, notes, deltas = {}, [], {}
     try:
         for name, make in makers.items():
@@ -139,7 +142,7 @@ def measure(makers: dict[str, Callable[[], Backend]], reference: Backend, pixels
             except FMCAError as error:  # a missing library (DependencyError), a failed quantization, ...
                 notes.append(f"{name} not measured: {error}")
                 continue
-            deltas[name] = max_fake_prob_delta(reference_logits, _logits(active[name], pixels), fake_index)
+            deltas[name] = max_fake_prob_delta(reference_logits, batched_logits(active[name], pixels), fake_index)
         latencies = time_forms(active, pixels, timing) if active else {}
     except BaseException:
         for backend in active.values():
