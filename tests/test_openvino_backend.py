@@ -15,7 +15,8 @@ from fmca_rt.metadata import MetadataError
 from sdk_images import grace_hopper_bgr
 from sdk_models import tiny_onnx
 
-ov = pytest.importorskip("openvino")
+ov = pytest.importorskip("openvino", reason="OpenVINO is not installed: pip install 'fmca-rt[openvino]'")
+pytest.importorskip("nncf", reason="NNCF is not installed: pip install 'fmca-rt[openvino]'")
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
