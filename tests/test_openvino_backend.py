@@ -127,6 +127,19 @@ def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
     assert 0.0 < difference < 0.05  # INT8 weights (not the float graph), and close to it
 
 
+@pytest.mark.skipif(not cpu_has_bfloat16(ov.Core()), reason="this CPU has no bfloat16 arithmetic")
+def test_the_cpu_mode_s_bfloat16_form_runs_the_same_ir_with_the_rest_in_bfloat16(tmp_path):
+    from fmca_rt.backends.cpu_mode import CpuBackend
+
+    x = pixels()
+    with CpuBackend(tiny_onnx(), cache_dir=tmp_path, form="openvino-int8") as float_rest, \
+            CpuBackend(tiny_onnx(), cache_dir=tmp_path, form="openvino-int8-bf16") as bfloat16_rest:
+        assert float_rest.chosen_path == bfloat16_rest.chosen_path  # one INT8 IR, two precision hints
+        assert "the rest float32" in float_rest.describe() and "the rest bfloat16" in bfloat16_rest.describe()
+        difference = np.abs(float_rest.infer(x) - bfloat16_rest.infer(x)).max()
+    assert 0.0 < difference < 0.1
+
+
 def test_an_ir_that_cannot_be_written_is_one_sentence(tmp_path):
     model = ov.Core().read_model(str(tiny_onnx()))
     (tmp_path / "a-file").write_text("")

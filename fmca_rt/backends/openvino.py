@@ -88,8 +88,7 @@ class OpenVinoBackend(Backend):
         return metadata
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
-        # The output tensor belongs to the request and is overwritten by its next run: hand out a copy.
-        return np.array(self._request.infer({0: pixels})[0], dtype=np.float32)
+        return np.asarray(self._request.infer({0: pixels})[0], dtype=np.float32)  # a copy (share_outputs=False)
 
     def deactivate_impl(self) -> None:
         del self._request
