@@ -56,6 +56,12 @@ def demo_onnx(demo_model, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def cpu_mode_cache(tmp_path_factory) -> Path:
+    """One CPU-mode cache for the session: the trained model's INT8 forms are made, checked and timed once."""
+    return tmp_path_factory.mktemp("cpu-cache")
+
+
+@pytest.fixture(scope="session")
 def held_out(tmp_path_factory):
     """Labelled face crops the trained model never saw: other random views and self-blends of the same photos."""
     from demo_model import held_out_crops

@@ -1,6 +1,7 @@
 """`fmca-rt benchmark --quick` on a tiny model: the JSON schema, the Markdown tables, the accuracy oracle,
 and one-sentence errors. No timing is asserted (speed is reported by the benchmark, not tested)."""
 
+import importlib.util
 import json
 
 import pytest
@@ -14,6 +15,9 @@ from sdk_models import tiny_checkpoint
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 PERCENTILE_KEYS = {"n", "min", "p50", "p90", "p99"}
+HAVE_OPENVINO = all(importlib.util.find_spec(name) is not None for name in ("openvino", "nncf"))
+OPENVINO_ROWS = {name for name in DEFAULT_VARIANTS if name.startswith("openvino")}
+RUNNING = [name for name in DEFAULT_VARIANTS if HAVE_OPENVINO or name not in OPENVINO_ROWS]
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +32,9 @@ def quick_run(tmp_path_factory):
 def test_result_has_a_row_per_variant_and_batch_with_every_stage(quick_run):
     result, _, _ = quick_run
     assert result["schema"] == SCHEMA and result["baseline"] == BASELINE
-    assert result["skipped"] == []
+    assert {row["variant"] for row in result["skipped"]} == set(DEFAULT_VARIANTS) - set(RUNNING)
     rows = {(row["variant"], row["batch"]): row for row in result["results"]}
-    assert set(rows) == {(name, batch) for name in DEFAULT_VARIANTS for batch in (1, 2)}
+    assert set(rows) == {(name, batch) for name in RUNNING for batch in (1, 2)}
     for (name, batch), row in rows.items():
         assert set(row["latency_ms"]) == set(STAGES)
         for stage in STAGES:
@@ -57,7 +61,7 @@ def test_accuracy_against_pytorch_float32_on_real_face_crops(quick_run):
     quantized form must stay within the issue's bound on P(fake)."""
     result, _, _ = quick_run
     accuracy = {row["variant"]: row for row in result["accuracy"]}
-    assert set(accuracy) == set(DEFAULT_VARIANTS)
+    assert set(accuracy) == set(RUNNING)
     assert accuracy[BASELINE]["max_abs_logit_diff"] == 0.0
     assert accuracy["onnxruntime-fp32"]["max_abs_logit_diff"] <= 1e-4
     assert accuracy["cpu"]["crops"] >= 32
@@ -65,10 +69,24 @@ def test_accuracy_against_pytorch_float32_on_real_face_crops(quick_run):
         assert 0.0 < accuracy[name]["max_abs_fake_prob_diff"] <= 0.01, name  # > 0: it really ran reduced
 
 
+@pytest.mark.skipif(not HAVE_OPENVINO, reason="OpenVINO and NNCF are not installed: pip install 'fmca-rt[openvino]'")
+def test_openvino_rows_against_pytorch_float32(quick_run):
+    accuracy = {row["variant"]: row for row in quick_run[0]["accuracy"]}
+    assert accuracy["openvino-fp32"]["max_abs_logit_diff"] <= 1e-4
+    assert 0.0 < accuracy["openvino-bf16"]["max_abs_fake_prob_diff"] <= 0.01
+    assert accuracy["openvino-int8"]["max_abs_logit_diff"] > 0.0  # NNCF's INT8 ran; its bound is not promised
+
+
+@pytest.mark.skipif(HAVE_OPENVINO, reason="OpenVINO is installed: its rows run (the test above)")
+def test_without_openvino_its_rows_are_skipped_with_the_install_command(quick_run):
+    for row in quick_run[0]["skipped"]:
+        assert row["variant"] in OPENVINO_ROWS and "pip install 'fmca-rt[openvino]'" in row["reason"]
+
+
 def test_markdown_has_both_tables_and_the_load(quick_run):
     _, text, _ = quick_run
     assert "Load average" in text and "| variant | batch | infer p50 |" in text
-    for name in DEFAULT_VARIANTS:
+    for name in RUNNING:
         assert f"| {name} | 1 |" in text and f"| {name} | 2 |" in text
 
 

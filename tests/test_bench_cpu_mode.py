@@ -1,5 +1,5 @@
-"""The CPU mode (`backend="cpu"`): ONNX Runtime on the model's INT8 form, checked against the float32 model
-run by ONNX Runtime's default session, plus its cache and its errors."""
+"""The CPU mode's ONNX Runtime form: ONNX Runtime on the model's INT8 form, checked against the float32 model
+run by ONNX Runtime's default session, plus its cache, and the CPU mode's (`backend="cpu"`) errors."""
 
 import numpy as np
 import pytest
@@ -9,7 +9,8 @@ from fmca_rt.backends import create_backend
 from fmca_rt.backends.base import BackendError
 from fmca_rt.backends.cpu_fusion import fuse_for_cpu
 from fmca_rt.backends.cpu_int8 import PRECISION, cached_int8_model, quantize_for_cpu
-from fmca_rt.backends.onnxruntime_cpu import CpuBackend
+from fmca_rt.backends.cpu_mode import CpuBackend
+from fmca_rt.backends.onnxruntime_cpu import OnnxRuntimeInt8Backend
 
 from sdk_images import grace_hopper_bgr
 from sdk_models import tiny_onnx
@@ -25,7 +26,7 @@ def float_logits(path, pixels):
 
 def test_cpu_mode_runs_int8_and_stays_close_to_float32(tmp_path):
     pixels = np.random.default_rng(0).standard_normal((3, 3, 112, 112)).astype(np.float32)
-    with CpuBackend(tiny_onnx(), cache_dir=tmp_path) as backend:
+    with OnnxRuntimeInt8Backend(tiny_onnx(), cache_dir=tmp_path) as backend:
         logits = backend.infer(pixels)
         quantized = onnx.load(str(backend.int8_path))
         assert backend.metadata.extra["precision"] == PRECISION
@@ -58,7 +59,7 @@ def test_the_int8_model_is_cached_and_reused(tmp_path):
 def test_an_already_quantized_file_runs_as_is(tmp_path):
     int8 = quantize_for_cpu(tiny_onnx(), tmp_path / "given.int8.onnx")
     with CpuBackend(int8, cache_dir=tmp_path / "cache") as backend:
-        assert backend.int8_path == int8
+        assert backend.chosen_path == int8 and "already quantized" in backend.describe()
     assert not (tmp_path / "cache").exists()
 
 
@@ -69,7 +70,8 @@ def test_detector_with_the_cpu_backend_scores_a_real_face(tmp_path, monkeypatch)
         result = detector.predict(grace_hopper_bgr())
         assert "cpu" in repr(detector)
     assert len(result.faces) == 1 and 0.0 <= result.fake_prob <= 1.0
-    assert list((tmp_path / "fmca-rt" / "cpu").glob("*.int8.onnx"))
+    assert list((tmp_path / "fmca-rt" / "cpu").glob("*.int8.onnx")) and \
+        list((tmp_path / "fmca-rt" / "cpu").glob("*.profile.json"))
 
 
 def test_cpu_backend_refuses_a_gpu_and_non_onnx_models(tmp_path):

@@ -54,7 +54,9 @@ def test_interleaved_rounds_run_exactly_iters_per_variant_in_rotating_order():
 
     from fmca_rt.bench.runner import Settings, _interleaved
 
-    contenders = [SimpleNamespace(name=n, backend=SimpleNamespace(device="cpu", name="onnxruntime")) for n in "abc"]
+    contenders = [SimpleNamespace(name=n, backend=SimpleNamespace(device="cpu", name="onnxruntime"), idle_wait_max=0.0,
+                                  busy_starts=0) for n in "abc"]
     calls = []
     _interleaved(contenders, Settings(iters=5, rounds=2, pause=0.0), lambda c: calls.append(c.name))
     assert calls == list("aaabbbccc" + "bbccaa")  # 3 + 2 iterations, the second round starting at b
+    assert all(c.busy_starts == 0 and 0.0 <= c.idle_wait_max < 1.0 for c in contenders)  # idle: nothing else ran

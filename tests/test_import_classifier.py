@@ -14,7 +14,7 @@ from imported_models import efficientnet_b4_sigmoid, fake_real_cnn, imported_fak
 from sdk_images import astronaut_bgr, grace_hopper_bgr  # noqa: E402
 
 from fmca_rt import Detector  # noqa: E402
-from fmca_rt.backends.onnxruntime_cpu import CpuBackend  # noqa: E402
+from fmca_rt.backends.cpu_mode import CpuBackend  # noqa: E402
 from fmca_rt.errors import BackendError, FMCAError  # noqa: E402
 from fmca_rt.metadata import METADATA_KEY, MetadataError  # noqa: E402
 

@@ -17,7 +17,7 @@ from PIL import Image
 from demo_model import IMAGE_SIZE
 from export.onnx import export_onnx
 from fmca_rt import Detector
-from fmca_rt.backends.onnxruntime_cpu import CpuBackend
+from fmca_rt.backends.cpu_mode import CpuBackend
 from fmca_rt.video.track_scores import ClassifyPolicy
 from training.model import FMCANet
 

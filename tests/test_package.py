@@ -3,7 +3,7 @@
 import subprocess
 import sys
 
-HEAVY = ["torch", "onnxruntime", "tensorrt", "triton", "pycuda", "onnx"]
+HEAVY = ["torch", "onnxruntime", "tensorrt", "triton", "pycuda", "onnx", "openvino", "nncf"]
 
 
 def test_import_fmca_rt_pulls_in_no_heavy_dependency():

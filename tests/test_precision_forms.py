@@ -23,7 +23,7 @@ from export.quantize import quantize_int8
 from export.trt_precheck import reduced_precision_graph
 from fmca_rt import Detector
 from fmca_rt.backends.cpu_fusion import fuse_for_cpu
-from fmca_rt.backends.onnxruntime_cpu import CpuBackend
+from fmca_rt.backends.cpu_mode import CpuBackend
 from fmca_rt.metadata import ModelMetadata
 from fmca_rt.preprocess import preprocess
 from training.model import FMCANet
@@ -90,10 +90,9 @@ def static_int8(demo_model, demo_onnx, held_out, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cpu_mode(demo_onnx, tmp_path_factory):
-    """A new CPU-mode backend of the model on each call, all sharing one INT8 cache (quantized once)."""
-    cache = tmp_path_factory.mktemp("cpu-cache")
-    return lambda: CpuBackend(demo_onnx, cache_dir=cache)
+def cpu_mode(demo_onnx, cpu_mode_cache):
+    """A new CPU-mode backend of the model on each call, all sharing one cache (forms made and chosen once)."""
+    return lambda: CpuBackend(demo_onnx, cache_dir=cpu_mode_cache)
 
 
 @pytest.fixture(scope="module")

@@ -105,6 +105,6 @@ def test_registry_and_auto_choice(tmp_path):
     assert create_backend(tmp_path / "m.onnx").name == "onnxruntime"
     assert create_backend(tmp_path / "m.pth").name == "torch"
     with pytest.raises(BackendError, match="Unknown backend"):
-        backend_class("openvino")
+        backend_class("directml")
     with pytest.raises(BackendError, match="Cannot tell the backend"):
         create_backend(tmp_path / "m.bin")

@@ -131,7 +131,7 @@ def test_plot_draws_on_a_copy(onnx_detector):
 @pytest.mark.parametrize("kwargs, error, message", [
     ({"model": "missing.onnx"}, BackendError, "does not exist"),
     ({"model": "model.xyz"}, BackendError, "Cannot tell the backend"),
-    ({"model": "model.onnx", "backend": "openvino"}, BackendError, "Unknown backend"),
+    ({"model": "model.onnx", "backend": "directml"}, BackendError, "Unknown backend"),
 ])
 def test_bad_arguments_give_one_sentence(kwargs, error, message):
     with pytest.raises(error, match=message):

@@ -1,7 +1,20 @@
-"""Training-side PyTorch code: the FMCA-Net model, its configuration presets and checkpoints."""
+"""Training-side PyTorch code: the FMCA-Net model, its configuration presets and checkpoints.
 
-from .checkpoint import load_dinov2_backbone
-from .config import PRESETS, FMCAConfig, get_preset
-from .model import FMCANet
+The names below are imported on first use, so that the modules that need only NumPy and OpenCV (the
+self-blending and demo-data generators, which the runtime's CPU mode uses for its check crops) import
+without PyTorch.
+"""
 
-__all__ = sorted(["FMCAConfig", "FMCANet", "PRESETS", "get_preset", "load_dinov2_backbone"])
+import importlib
+
+_LAZY = {"load_dinov2_backbone": ".checkpoint", "PRESETS": ".config", "FMCAConfig": ".config",
+         "get_preset": ".config", "FMCANet": ".model"}
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'training' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name], __name__), name)
+
+
+__all__ = sorted(_LAZY)

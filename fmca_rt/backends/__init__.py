@@ -10,14 +10,15 @@ from .base import Backend
 
 # name -> (module, class); a new backend is one line here and a module with a Backend subclass.
 BACKENDS = {
-    "cpu": ("fmca_rt.backends.onnxruntime_cpu", "CpuBackend"),  # the CPU mode: ONNX Runtime INT8, tuned
+    "cpu": ("fmca_rt.backends.cpu_mode", "CpuBackend"),  # the CPU mode: the fastest accurate INT8 form
     "onnxruntime": ("fmca_rt.backends.onnxruntime", "OnnxRuntimeBackend"),
+    "openvino": ("fmca_rt.backends.openvino", "OpenVinoBackend"),  # OpenVINO on the CPU, .onnx or IR .xml
     "tensorrt": ("fmca_rt.backends.tensorrt", "TensorRTBackend"),
     "torch": ("fmca_rt.backends.torch", "TorchBackend"),
 }
 # What "auto" picks for each model file type.
-BACKEND_FOR_SUFFIX = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime", ".pth": "torch",
-                      ".pt": "torch"}
+BACKEND_FOR_SUFFIX = {".engine": "tensorrt", ".plan": "tensorrt", ".onnx": "onnxruntime", ".xml": "openvino",
+                      ".pth": "torch", ".pt": "torch"}
 
 
 def backend_class(name: str) -> type[Backend]:
@@ -41,8 +42,8 @@ def create_backend(model_path: str | Path, backend: str = "auto", device: str | 
         try:
             backend = BACKEND_FOR_SUFFIX[model_path.suffix.lower()]
         except KeyError:
-            raise BackendError(f"Cannot tell the backend for {model_path.name}: expected a .engine, .onnx or "
-                               ".pth model, or pass backend=... explicitly.") from None
+            raise BackendError(f"Cannot tell the backend for {model_path.name}: expected a .engine, .onnx, .xml "
+                               "(OpenVINO) or .pth model, or pass backend=... explicitly.") from None
     return backend_class(backend)(model_path, device=device)
 
 

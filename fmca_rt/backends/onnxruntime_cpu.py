@@ -1,9 +1,10 @@
-"""The CPU mode: `Detector("model.onnx", backend="cpu")`, FMCA-Net's fastest path on a plain CPU.
+"""ONNX Runtime tuned for the CPU: one of the forms the CPU mode (cpu_mode.py) chooses from.
 
-ONNX Runtime on the INT8 form of the model (see cpu_int8.py for what is quantized and why), with every graph
-optimization on and one compute thread per usable core. A float32 ONNX file is quantized on first use and
-cached; an already quantized file (metadata precision other than float32, e.g. `python -m export.onnx
---int8`) runs as is. `fmca-rt benchmark` measures it against PyTorch and the other ONNX Runtime forms.
+`OnnxRuntimeInt8Backend` runs the INT8 form of the model (see cpu_int8.py for what is quantized and why), with
+every graph optimization on and one compute thread per usable core. A float32 ONNX file is quantized on first
+use and cached; an already quantized file (metadata precision other than float32, e.g. `python -m export.onnx
+--int8`) runs as is. `OnnxRuntimeCpuFloatBackend` is the same session on the float32 model: the CPU mode's
+fallback when no INT8 form keeps the accuracy bound.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _is_quantized(model_path: Path) -> bool:
+def read_onnx_metadata(model_path: Path) -> ModelMetadata:
     try:
         import onnx
     except ImportError:
@@ -36,30 +37,34 @@ def _is_quantized(model_path: Path) -> bool:
     except Exception:  # protobuf's DecodeError and friends: the file is not an ONNX model
         raise BackendError(f"{model_path} is not a readable ONNX model.") from None
     props = {p.key: p.value for p in model.metadata_props}
-    return ModelMetadata.from_onnx_props(props, str(model_path)).extra.get("precision", "float32") != "float32"
+    return ModelMetadata.from_onnx_props(props, str(model_path))
 
 
-class CpuBackend(OnnxRuntimeBackend):
-    """ONNX Runtime, INT8, CPU only. `threads` defaults to the cores this process may use; `cache_dir` holds
-    the INT8 forms of float32 models (default ~/.cache/fmca-rt/cpu)."""
+def is_quantized(model_path: Path) -> bool:
+    return read_onnx_metadata(model_path).extra.get("precision", "float32") != "float32"
 
-    name = "cpu"
 
-    def __init__(self, model_path, device: str | None = None, threads: int | None = None, cache_dir=None):
+def check_onnx_for_cpu(model_path: Path) -> None:
+    if model_path.suffix.lower() != ".onnx":
+        raise BackendError(f"The cpu backend runs ONNX models; export {model_path.name} first with "
+                           "`python -m export.onnx`.")
+
+
+class OnnxRuntimeCpuFloatBackend(OnnxRuntimeBackend):
+    """ONNX Runtime on the CPU with every graph optimization and `threads` compute threads (default: the cores
+    this process may use), on the model as given."""
+
+    name = "onnxruntime-cpu"
+
+    def __init__(self, model_path, device: str | None = None, threads: int | None = None):
         if device not in (None, "cpu"):
             raise BackendError(f"The cpu backend runs on the CPU only, not on device {device!r}.")
         super().__init__(model_path, device="cpu")
         self.threads = threads
-        self.cache_dir = cache_dir
-        self.int8_path: Path | None = None
 
     def session_model_path(self) -> Path:
-        if self.model_path.suffix.lower() != ".onnx":
-            raise BackendError(f"The cpu backend runs ONNX models; export {self.model_path.name} first with "
-                               "`python -m export.onnx`.")
-        self.int8_path = self.model_path if _is_quantized(self.model_path) else \
-            cached_int8_model(self.model_path, self.cache_dir)
-        return self.int8_path
+        check_onnx_for_cpu(self.model_path)
+        return self.model_path
 
     def session_options(self, ort):
         options = super().session_options(ort)
@@ -68,6 +73,27 @@ class CpuBackend(OnnxRuntimeBackend):
         options.intra_op_num_threads = self.threads or usable_cores()
         options.inter_op_num_threads = 1
         return options
+
+    def describe_impl(self) -> str:
+        return f"ONNX Runtime float32, {self.threads or usable_cores()} threads"
+
+
+class OnnxRuntimeInt8Backend(OnnxRuntimeCpuFloatBackend):
+    """The same session on the model's INT8 form; `cache_dir` holds the INT8 forms of float32 models (default
+    ~/.cache/fmca-rt/cpu)."""
+
+    name = "onnxruntime-int8"
+
+    def __init__(self, model_path, device: str | None = None, threads: int | None = None, cache_dir=None):
+        super().__init__(model_path, device=device, threads=threads)
+        self.cache_dir = cache_dir
+        self.int8_path: Path | None = None
+
+    def session_model_path(self) -> Path:
+        check_onnx_for_cpu(self.model_path)
+        self.int8_path = self.model_path if is_quantized(self.model_path) else \
+            cached_int8_model(self.model_path, self.cache_dir)
+        return self.int8_path
 
     def describe_impl(self) -> str:
         return f"ONNX Runtime INT8, {self.threads or usable_cores()} threads"

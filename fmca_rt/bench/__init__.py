@@ -3,7 +3,7 @@
     machine.py    what the run was on (CPU, features, cores, GPU, library versions, load)
     variants.py   the forms compared (torch float32/bfloat16, ONNX Runtime float32/INT8, the CPU mode, TensorRT)
     artifacts.py  the files they run, exported from one checkpoint
-    accuracy.py   real face crops and the output deltas against float32
+    accuracy.py   face crops (real photos, variants, self-blended fakes) and the output deltas against float32
     stats.py      percentiles, the memory sampler
     runner.py     the interleaved timing loop and the result dict
     report.py     Markdown tables

@@ -2,8 +2,10 @@
 
 The crops are the faces in the photos that matplotlib and scikit-image ship (export.face_samples), mirrored,
 plus fixed photometric variants of each (brightness, contrast, blur, noise, JPEG, low resolution), so the
-check covers more than two exposures of two faces. Static INT8 is calibrated on *other* variants of the same
-faces (random sub-windows and colour jitter), never on the crops it is measured on.
+check covers more than two exposures of two faces, and seeded self-blended fakes of each (training.self_blend),
+so that a trained model's P(fake) spans both classes: on real faces alone it sits near 0, where softmax hides
+logit errors. Static INT8 is calibrated on *other* variants of the same faces (random sub-windows and colour
+jitter), never on the crops it is measured on.
 """
 
 from __future__ import annotations
@@ -54,10 +56,19 @@ def shipped_crops() -> list[np.ndarray]:
     return shipped_face_crops()
 
 
+def self_blended_crops(base: list[np.ndarray], per_crop: int = 4, seed: int = 2) -> list[np.ndarray]:
+    """Seeded self-blended fakes of each crop (the kind of fake the training recipe teaches)."""
+    from training.self_blend import self_blend
+
+    rng = np.random.default_rng(seed)
+    return [np.ascontiguousarray(self_blend(crop, rng)[0]) for crop in base for _ in range(per_crop)]
+
+
 def accuracy_crops(base: list[np.ndarray]) -> list[np.ndarray]:
-    """The crops themselves and each fixed augmentation of each."""
+    """The crops themselves, each fixed augmentation of each, and self-blended fakes of each."""
     return [np.ascontiguousarray(crop) for crop in base] + \
-        [np.ascontiguousarray(augment(crop)) for augment in AUGMENTATIONS.values() for crop in base]
+        [np.ascontiguousarray(augment(crop)) for augment in AUGMENTATIONS.values() for crop in base] + \
+        self_blended_crops(base)
 
 
 def calibration_crops(base: list[np.ndarray], per_crop: int = 6, seed: int = 1) -> list[np.ndarray]:

@@ -1,7 +1,7 @@
 """The files a benchmark runs: a checkpoint (or random weights of a preset), its ONNX export and INT8 forms.
 
-Everything is made from one checkpoint by the project's own tools (export.onnx, export.quantize), in a work
-folder; with `--work-dir` a later run reuses files whose metadata names the same checkpoint (SHA-256).
+Everything is made from one checkpoint by the project's own tools (export.onnx, export.quantize,
+fmca_rt.backends.openvino_int8), in a work folder; with `--work-dir` a later run reuses files whose metadata names the same checkpoint (SHA-256).
 """
 
 from __future__ import annotations
@@ -41,9 +41,21 @@ def random_weights_checkpoint(preset: str, seed: int, work_dir: Path) -> Path:
     return path
 
 
+def _metadata(path: Path) -> ModelMetadata:
+    """The fmca-rt metadata of an ONNX file or an OpenVINO IR."""
+    if path.suffix.lower() == ".xml":
+        from ..backends.openvino import import_openvino, read_metadata, read_model
+
+        return read_metadata(read_model(import_openvino().Core(), path), str(path))
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return ModelMetadata.from_onnx_props(props, str(path))
+
+
 class Artifacts:
     """Makes each kind of file on first request: checkpoint, onnx-fp32, onnx-int8-dynamic, onnx-int8-static,
-    engine. `calibration_crops` (RGB uint8) calibrate the static INT8 form."""
+    openvino-int8, engine. `calibration_crops` (RGB uint8) calibrate the static INT8 forms."""
 
     def __init__(self, checkpoint: Path, work_dir: Path, calibration_crops: list[np.ndarray],
                  engine: Path | None = None):
@@ -66,10 +78,11 @@ class Artifacts:
                                   "(python -m export.trt_fp16 builds one on the GPU machine).")
             return Path(self.engine)
         makers = {"onnx-fp32": self._export, "onnx-int8-dynamic": self._quantize_dynamic,
-                  "onnx-int8-static": self._quantize_static}
+                  "onnx-int8-static": self._quantize_static, "openvino-int8": self._quantize_openvino}
         if kind not in makers:
             raise ConfigError(f"Unknown artifact kind {kind!r}.")
-        output = self.work_dir / f"{self.checkpoint.stem}.{kind}.onnx"
+        suffix = ".xml" if kind.startswith("openvino") else ".onnx"
+        output = self.work_dir / f"{self.checkpoint.stem}.{kind}{suffix}"
         if self._is_current(output):
             log.info("Reusing %s", output)
             return output
@@ -80,13 +93,20 @@ class Artifacts:
     def _is_current(self, path: Path) -> bool:
         if not path.is_file():
             return False
-        import onnx
-
-        props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
         try:
-            return ModelMetadata.from_onnx_props(props, str(path)).source_sha256 == self._sha256
+            return _metadata(path).source_sha256 == self._sha256
         except MetadataError:
             return False
+
+    def _quantize_openvino(self, output: Path) -> Path:
+        from ..backends.openvino_int8 import quantize_with_nncf
+        from ..preprocess import preprocess
+
+        float_onnx = self.path("onnx-fp32")
+        meta = _metadata(float_onnx)
+        pixels = [preprocess([crop], meta.image_size, meta.mean, meta.std, meta.preprocessing)
+                  for crop in self.calibration_crops]
+        return quantize_with_nncf(float_onnx, output, pixels)
 
     def _export(self, output: Path) -> Path:
         from export.onnx import export_onnx

@@ -150,8 +150,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from ..video.sinks import write_json_atomically
 
     _check_outputs(args)
-    for package in ("training", "export"):  # torch, the baseline, and the exporter: named before anything runs
-        import_project_module(package, "train,export")
+    for module in ("training.model", "export"):  # torch, the baseline, and the exporter: named before anything runs
+        import_project_module(module, "train,export")
     from .artifacts import Artifacts
     from .report import markdown
     from .runner import run_benchmark

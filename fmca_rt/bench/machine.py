@@ -14,7 +14,8 @@ from ..backends.onnxruntime_cpu import usable_cores
 
 # CPU features that decide which fast paths the libraries can take (INT8 dot products, bfloat16, AMX).
 CPU_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "asimd")
-LIBRARIES = ("numpy", "opencv-python-headless", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "tensorrt")
+LIBRARIES = ("numpy", "opencv-python-headless", "torch", "onnxruntime", "onnxruntime-gpu", "onnx", "openvino", "nncf",
+             "tensorrt")
 
 
 def _cpuinfo() -> tuple[str, list[str]]:
@@ -41,9 +42,9 @@ def load_average() -> list[float] | None:
         return None
 
 
-def library_versions() -> dict[str, str]:
+def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
     versions = {"python": platform.python_version()}
-    for name in LIBRARIES:
+    for name in names:
         try:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -59,11 +60,17 @@ def gpu_name() -> str | None:
     return torch.cuda.get_device_name(0)
 
 
-def machine_info() -> dict:
+def cpu_description() -> tuple[str, list[str]]:
+    """(CPU model name, the CPU_FEATURES it has)."""
     model, flags = _cpuinfo()
+    return model, [f for f in CPU_FEATURES if f in flags]
+
+
+def machine_info() -> dict:
+    model, features = cpu_description()
     return {
         "cpu": model,
-        "cpu_features": [f for f in CPU_FEATURES if f in flags],
+        "cpu_features": features,
         "cores": usable_cores(),
         "os": f"{platform.system()} {platform.release()}",
         "gpu": gpu_name(),

@@ -19,6 +19,7 @@ def machine_lines(result: dict) -> list[str]:
         f"- CPU: {machine['cpu']} ({machine['cores']} usable cores; {' '.join(machine['cpu_features']) or 'no'}"
         f" SIMD features of note); GPU: {machine['gpu'] or 'none'}; {machine['os']}",
         f"- Libraries: {libraries}",
+        gemm_line(machine),
         f"- Model: {result['model']['description']}",
         f"- Load average (1, 5, 15 min) before: {load['before']}, after: {load['after']}",
         f"- {settings['iters']} timed iterations per row after {settings['warmup']} warm-up, in "
@@ -26,7 +27,26 @@ def machine_lines(result: dict) -> list[str]:
         f"{result['baseline']}'s inference p50 / the row's (in brackets: the same with minima); host MB: resident-memory growth while loading "
         "(negative when the allocator returned memory) / the process's peak during one extra untimed iteration"
         " per batch size (memory is sampled outside the timed rounds)",
+        idle_line(result["results"]),
     ]
+
+
+def gemm_line(machine: dict) -> str:
+    from .gemm import K, M, N
+
+    rates = machine.get("gemm_gflops_fp32") or {}
+    measured = ", ".join(f"{engine} {rate:.0f}" for engine, rate in rates.items()) or "not measured"
+    return f"- float32 matrix product ({M}x{K} @ {K}x{N}, best of 10) GFLOP/s: {measured}"
+
+
+def idle_line(rows: list[dict]) -> str:
+    waits = {row["variant"]: row["idle_wait_s"] for row in rows if row.get("idle_wait_s")}  # one per variant
+    if not waits:
+        return "- (no record of waiting for idle threads before the timed blocks)"
+    busy = sum(wait["busy_starts"] for wait in waits.values())
+    text = ("- Before each timed block the runner waited until no engine's threads were running (longest wait "
+            f"{max(wait['max'] for wait in waits.values()):.2f} s)")
+    return text + (f"; {busy} blocks started with threads still busy after 1 s" if busy else "")
 
 
 LATENCY_HEADER = ("| variant | batch | infer p50 | p90 | p99 | min | preprocess p50 | postprocess p50 | faces/s "
@@ -62,7 +82,8 @@ def accuracy_table(result: dict) -> list[str]:
 
 def markdown(result: dict) -> str:
     lines = machine_lines(result) + ["", *latency_table(result), "",
-                                     f"Outputs against {result['baseline']} on real face crops:", "",
+                                     f"Outputs against {result['baseline']} on face crops (real photos, photometric "
+                                     "variants, self-blended fakes):", "",
                                      *accuracy_table(result)]
     if result["skipped"]:
         lines += ["", "Not run:"] + [f"- {s['variant']}: {s['reason']}" for s in result["skipped"]]

@@ -2,7 +2,8 @@
 
 Side by side means interleaved: each round runs a block of iterations of every variant in turn (the order
 rotating between rounds), so a burst of load from something else on the machine hits all of them alike.
-A short idle pause before each block lets the previous engine's worker threads stop spinning. Each
+Before each block the runner waits until the process is idle (fmca_rt.idle), so the previous engine's
+worker threads, which spin for up to a few hundred milliseconds after a run, do not share the cores. Each
 iteration is timed in three stages: preprocessing (face crops -> pixels), inference (the backend) and
 postprocessing (softmax, labels). At batch 1, each iteration is followed by a 720p video frame with one
 face timed end to end through the Detector (face detection, crop, preprocessing, inference, labels).
@@ -18,11 +19,14 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..backends import Backend
+from ..backends.onnxruntime_cpu import usable_cores
 from ..detector import Detector
 from ..errors import FMCAError
+from ..idle import wait_until_idle
 from ..preprocess import preprocess
 from .accuracy import compare_outputs
 from .artifacts import Artifacts
+from .gemm import gemm_gflops
 from .machine import load_average, machine_info
 from .stats import PeakMemorySampler, Stopwatch, current_rss_mb, percentiles_ms
 from .variants import BASELINE, Variant, make_backend
@@ -53,6 +57,8 @@ class Contender:
         self.frame_watch = Stopwatch()
         self.gpu_peak_mb: float | None = None
         self.form = backend.metadata.output_form
+        self.idle_wait_max = 0.0  # the longest wait for idle threads before one of its timed blocks
+        self.busy_starts = 0  # timed blocks started with threads still busy after the wait's timeout
 
     def pixels(self, crops: list[np.ndarray]) -> np.ndarray:
         meta = self.backend.metadata
@@ -95,7 +101,9 @@ def _interleaved(contenders: list[Contender], settings: Settings, run_block) -> 
         block = settings.iters // settings.rounds + (round_index < settings.iters % settings.rounds)
         shift = round_index % len(contenders)
         for contender in contenders[shift:] + contenders[:shift]:
-            time.sleep(settings.pause)
+            waited, idle = wait_until_idle(settings.pause)
+            contender.idle_wait_max = max(contender.idle_wait_max, waited)
+            contender.busy_starts += not idle
             for _ in range(block):
                 run_block(contender)
 
@@ -161,6 +169,7 @@ def _rows(contenders: list[Contender], settings: Settings, sampler: PeakMemorySa
             "frame_speedup_vs_baseline": round(float(baseline_frame) / float(np.median(frame)), 3) if frame else None,
             "host_memory_mb": {"load": contender.load_mb, "peak_rss": sampler.peak_mb(contender.name)},
             "gpu_memory_mb": contender.gpu_peak_mb,
+            "idle_wait_s": {"max": round(contender.idle_wait_max, 3), "busy_starts": contender.busy_starts},
         })
     return rows
 
@@ -170,6 +179,7 @@ def run_benchmark(variants: list[Variant], artifacts: Artifacts, timing_crops: l
                   model_info: dict) -> dict:
     """Activate every variant, check its accuracy against the baseline, time it; the result dict."""
     load_before = load_average()
+    machine = {**machine_info(), "gemm_gflops_fp32": gemm_gflops(usable_cores())}
     contenders, skipped = _activate(variants, artifacts, settings, timing_crops)
     accuracy = _accuracy(contenders, accuracy_crops)
     frame_on = settings.frame and frame_bgr is not None and 1 in settings.batches
@@ -195,7 +205,7 @@ def run_benchmark(variants: list[Variant], artifacts: Artifacts, timing_crops: l
                                      for batch in settings.batches], sampler)
     settings = Settings(**{**asdict(settings), "frame": frame_on})
     model_info = {**model_info, "config": contenders[0].backend.metadata.config}
-    result = {"schema": SCHEMA, "baseline": BASELINE, "machine": machine_info(), "model": model_info,
+    result = {"schema": SCHEMA, "baseline": BASELINE, "machine": machine, "model": model_info,
               "settings": asdict(settings), "load_average": {"before": load_before, "after": load_average()},
               "variants": {c.name: c.variant.summary for c in contenders}, "skipped": skipped,
               "results": _rows(contenders, settings, sampler), "accuracy": accuracy}

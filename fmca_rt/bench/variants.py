@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..backends import Backend, backend_class
+from ..backends.cpu_mode import FORMS as CPU_FORMS
 from ..backends.torch import TorchBackend
 from ..errors import ConfigError
 
@@ -23,7 +24,7 @@ BASELINE = "torch-fp32"
 class Variant:
     name: str
     artifact: str  # a kind in fmca_rt.bench.artifacts: checkpoint, onnx-fp32, onnx-int8-dynamic, ...
-    backend: str  # a name in fmca_rt.backends.BACKENDS, or "torch-bf16" (below)
+    backend: str  # a name in fmca_rt.backends.BACKENDS, "torch-bf16" (below), "openvino-bf16" or "cpu:<form>"
     summary: str
     cpu_only: bool = False
 
@@ -37,10 +38,21 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("onnxruntime-int8-static", "onnx-int8-static", "onnxruntime",
             "ONNX Runtime, static INT8 QDQ calibrated on face crops (python -m export.onnx --int8)",
             cpu_only=True),
-    Variant("cpu", "onnx-fp32", "cpu", "the Detector's CPU mode, backend='cpu'", cpu_only=True),
+    Variant("openvino-fp32", "onnx-fp32", "openvino", "OpenVINO, float32 (inference precision hint f32)",
+            cpu_only=True),
+    Variant("openvino-bf16", "onnx-fp32", "openvino-bf16",
+            "OpenVINO, bfloat16 (hint bf16; what OpenVINO picks by itself on CPUs with bfloat16)", cpu_only=True),
+    Variant("openvino-int8", "openvino-int8", "openvino",
+            "OpenVINO, INT8 by NNCF's quantize with its transformer preset, calibrated on face crops; the rest "
+            "float32", cpu_only=True),
+    Variant("cpu", "onnx-fp32", "cpu", "the Detector's CPU mode, backend='cpu' (the form it chose on this machine)",
+            cpu_only=True),
+    *(Variant(f"cpu-{form}", "onnx-fp32", f"cpu:{form}", f"the CPU mode's {form} form, whether chosen or not",
+              cpu_only=True) for form in CPU_FORMS),
     Variant("tensorrt", "engine", "tensorrt", "TensorRT engine given with --engine"),
 )}
-DEFAULT_VARIANTS = [name for name in VARIANTS if name != "tensorrt"]
+# The CPU mode's forms one by one are for comparing them (--backends); the `cpu` row is the one chosen.
+DEFAULT_VARIANTS = [name for name in VARIANTS if name != "tensorrt" and not name.startswith("cpu-")]
 
 
 class TorchBFloat16Backend(TorchBackend):
@@ -72,8 +84,13 @@ def select_variants(names: list[str], device: str | None) -> list[Variant]:
 def make_backend(variant: Variant, model_path: Path, device: str | None, cache_dir: Path) -> Backend:
     if variant.backend == "torch-bf16":
         return TorchBFloat16Backend(model_path, device=device)
-    if variant.backend == "cpu":
-        from ..backends.onnxruntime_cpu import CpuBackend
+    if variant.backend == "openvino-bf16":
+        from ..backends.openvino import OpenVinoBackend
 
-        return CpuBackend(model_path, cache_dir=cache_dir)
+        return OpenVinoBackend(model_path, device=device, precision="bf16")
+    if variant.backend.split(":")[0] == "cpu":
+        from ..backends.cpu_mode import CpuBackend
+
+        form = variant.backend.partition(":")[2] or "auto"
+        return CpuBackend(model_path, cache_dir=cache_dir, form=form)
     return backend_class(variant.backend)(model_path, device=device)
