@@ -146,9 +146,6 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def run_benchmark_command(args: argparse.Namespace) -> int:
-    from ..atomic import write_atomically
-    from ..video.sinks import write_json_atomically
-
     _check_outputs(args)
     for module in ("training.model", "export"):  # torch, the baseline, and the exporter: named before anything runs
         import_project_module(module, "train,export")
@@ -173,22 +170,10 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         artifacts = Artifacts(checkpoint, work_dir, calibration, engine=args.engine)
         result = run_benchmark(variants, artifacts, timing, accuracy, None if args.no_frame else default_frame(),
                                settings, {"description": description, "checkpoint": str(checkpoint)})
-    text = markdown(result)
-    print(text)
-    try:
-        if args.json:
-            write_json_atomically(args.json, result)
-        if args.markdown:
-            write_atomically(args.markdown, text + "\n")
-    except OutputError as error:
-        print(f"fmca-rt: error: {error} The tables above were not saved.", file=sys.stderr)
-        return 1
-    return 0
+    return _print_and_save(args, result, markdown(result), "The tables above were")
 
 
 def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: list[np.ndarray]) -> int:
-    from ..atomic import write_atomically
-    from ..video.sinks import write_json_atomically
     from .artifacts import Artifacts
     from .side_by_side import markdown_table, run_side_by_side
 
@@ -198,7 +183,14 @@ def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: lis
     fmca_onnx = Artifacts(checkpoint, work_dir, []).path("onnx-fp32")
     result = run_side_by_side(Path(args.model), fmca_onnx, f"FMCA-Net {args.compare}", crops, settings,
                               args.backends, work_dir / "cpu-cache")
-    text = markdown_table(result)
+    return _print_and_save(args, result, markdown_table(result), "The table above was")
+
+
+def _print_and_save(args: argparse.Namespace, result: dict, text: str, what: str) -> int:
+    """Print the tables, then write --json and --markdown; a failed write is one sentence and exit 1."""
+    from ..atomic import write_atomically
+    from ..video.sinks import write_json_atomically
+
     print(text)
     try:
         if args.json:
@@ -206,7 +198,7 @@ def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: lis
         if args.markdown:
             write_atomically(args.markdown, text + "\n")
     except OutputError as error:
-        print(f"fmca-rt: error: {error} The table above was not saved.", file=sys.stderr)
+        print(f"fmca-rt: error: {error} {what} not saved.", file=sys.stderr)
         return 1
     return 0
 
