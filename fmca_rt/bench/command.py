@@ -18,8 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DependencyError, DeviceError, OutputError
+from ..errors import ConfigError, DependencyError, DeviceError
 from ..project_modules import import_project_module
+from .outputs import print_and_save
 from .variants import DEFAULT_VARIANTS, VARIANTS
 
 FRAME_SIZE = (1280, 720)  # the end-to-end frame: a 720p video frame with one face
@@ -170,7 +171,7 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
         artifacts = Artifacts(checkpoint, work_dir, calibration, engine=args.engine)
         result = run_benchmark(variants, artifacts, timing, accuracy, None if args.no_frame else default_frame(),
                                settings, {"description": description, "checkpoint": str(checkpoint)})
-    return _print_and_save(args, result, markdown(result), "The tables above were")
+    return print_and_save(result, markdown(result), args.json, args.markdown)
 
 
 def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: list[np.ndarray]) -> int:
@@ -183,22 +184,6 @@ def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: lis
     fmca_onnx = Artifacts(checkpoint, work_dir, []).path("onnx-fp32")
     result = run_side_by_side(Path(args.model), fmca_onnx, f"FMCA-Net {args.compare}", crops, settings,
                               args.backends, work_dir / "cpu-cache")
-    return _print_and_save(args, result, markdown_table(result), "The table above was")
+    return print_and_save(result, markdown_table(result), args.json, args.markdown, "The table above was")
 
-
-def _print_and_save(args: argparse.Namespace, result: dict, text: str, what: str) -> int:
-    """Print the tables, then write --json and --markdown; a failed write is one sentence and exit 1."""
-    from ..atomic import write_atomically
-    from ..video.sinks import write_json_atomically
-
-    print(text)
-    try:
-        if args.json:
-            write_json_atomically(args.json, result)
-        if args.markdown:
-            write_atomically(args.markdown, text + "\n")
-    except OutputError as error:
-        print(f"fmca-rt: error: {error} {what} not saved.", file=sys.stderr)
-        return 1
-    return 0
 

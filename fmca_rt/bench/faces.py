@@ -13,7 +13,6 @@ frames, the detectors taking turns on each frame (interleaved), so load from els
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from ..errors import FMCAError
 from ..faces import Face, FaceDetector, HaarFaceDetector, YuNetFaceDetector
 from .face_scenes import PlacedFace, face_scenes, no_face_photos
 from .machine import load_average, machine_info
+from .outputs import print_and_save
 
 DEFAULT_CNNS = ("centerface", "centerface:640", "retinaface", "retinaface:640")
 CENTRE_TOLERANCE = 0.4
@@ -183,15 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text = markdown(result)
-    print(text)
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as stream:
-            stream.write(text)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as stream:
-            json.dump(result, stream, indent=2, default=str)
-    return 0
+    return print_and_save(result, markdown(result), args.json, args.markdown)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,6 @@ others, how many faces were found and classified.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..errors import FMCAError, OutputError
 from ..video.track_scores import ClassifyPolicy
 from .face_scenes import FRAME_SIZE, face_photos, paste_face, shipped_photo, NO_FACE_PHOTOS
 from .machine import load_average, machine_info
+from .outputs import print_and_save
 
 # name -> (faces argument, per-track policy)
 PIPELINES = {
@@ -138,13 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    text = markdown(result)
-    print(text)
-    if args.markdown:
-        args.markdown.write_text(text, encoding="utf-8")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return 0
+    return print_and_save(result, markdown(result), args.json, args.markdown)
 
 
 if __name__ == "__main__":
