@@ -75,6 +75,7 @@ def test_openvino_rows_against_pytorch_float32(quick_run):
     assert accuracy["openvino-fp32"]["max_abs_logit_diff"] <= 1e-4
     assert 0.0 < accuracy["openvino-bf16"]["max_abs_fake_prob_diff"] <= 0.01
     assert accuracy["openvino-int8"]["max_abs_logit_diff"] > 0.0  # NNCF's INT8 ran; its bound is not promised
+    assert accuracy["openvino-int8-bf16"]["max_abs_logit_diff"] != accuracy["openvino-int8"]["max_abs_logit_diff"]
 
 
 @pytest.mark.skipif(HAVE_OPENVINO, reason="OpenVINO is installed: its rows run (the test above)")

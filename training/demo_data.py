@@ -1,15 +1,20 @@
 """A small face-forgery dataset made from the real photos that packages ship, for tests and the demo.
 
-    python -m training.demo_data --out data/demo [--count 256] [--size 224] [--seed 0]
+    python -m training.demo_data --out data/demo [--count 256] [--size 224] [--seed 0] [--faces haar]
 
 Sources: matplotlib's `grace_hopper.jpg` and scikit-image's `astronaut.png`; the face is found with the
-SDK's face detector. Each "video" is a few frames of one random view of a face (crop scale and position,
-rotation, flip, color, JPEG quality), the frames differing slightly. Fakes are self-blended frames
+SDK's face detector, OpenCV's Haar cascade unless `--faces` names another (`auto` is deployment's default,
+CenterFace when installed). The random views move and scale that box anyway; the default stays Haar because
+the tiny model trained on CenterFace's boxes (one training run, benchmarks/RESULTS.md "Per-track inference
+on video") scored the source photos themselves as fakes (P(fake) 0.76 for Grace Hopper), where the one
+trained on Haar's scored them 0.07 and 0.18.
+Each "video" is a few frames of one random view of a face (crop scale and position, rotation, flip, color,
+JPEG quality), the frames differing slightly. Fakes are self-blended frames
 (training.self_blend) in two manipulation methods: `SelfBlendColor` (color-changed source) and
 `SelfBlendFrequency` (resampled, sharpened or blurred source). Files follow the layout and name conventions
 of training.data: `DIR/{train,valid}/real/real_<photo>-v<k>_f<n>.png`,
 `DIR/{train,valid}/fake/fake_<Method>_<photo>-v<k>_f<n>.png`. Real and fake videos are distinct views.
-The same arguments always write the same files.
+The same arguments and face detector always write the same files; `demo_dataset.json` names the detector.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import cv2
 import numpy as np
 
 from fmca_rt.errors import DataError, FMCAError
-from fmca_rt.faces import HaarFaceDetector
+from fmca_rt.faces import make_face_detector
 
 from .self_blend import CROP_SCALE, SelfBlendConfig, self_blend
 
@@ -60,15 +65,19 @@ def source_photos() -> dict[str, np.ndarray]:
     return photos
 
 
-def face_boxes(photos: dict[str, np.ndarray]) -> dict[str, tuple[int, int, int, int]]:
-    detector = HaarFaceDetector()
+def face_boxes(photos: dict[str, np.ndarray], detector) -> dict[str, tuple[int, int, int, int]]:
     boxes = {}
     for name, rgb in photos.items():
         faces = detector.detect(np.ascontiguousarray(rgb[..., ::-1]))
         if not faces:
             raise FMCAError(f"The face detector found no face in the {name} photo.")
-        boxes[name] = faces[0].box
+        boxes[name] = faces[0].box  # detectors list the most certain face first
     return boxes
+
+
+def describe_detector(detector) -> str:
+    describe = getattr(detector, "describe", None)
+    return describe() if describe is not None else type(detector).__name__
 
 
 def random_view(rng: np.random.Generator) -> dict:
@@ -119,21 +128,24 @@ def write_split(folder: Path, photos, boxes, videos_per_class: int, size: int, r
     return written
 
 
-def generate(out: str | Path, count: int = 256, size: int = 224, seed: int = 0) -> dict:
-    """Write the demo dataset: `count` images per class for training and a quarter as many for validation."""
+def generate(out: str | Path, count: int = 256, size: int = 224, seed: int = 0, faces: str = "haar") -> dict:
+    """Write the demo dataset: `count` images per class for training and a quarter as many for validation;
+    `faces` names the face detector (fmca_rt.faces.make_face_detector)."""
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not (out / MARKER).is_file():
         raise DataError(f"{out} exists and is not a demo dataset made by this command; choose an empty folder.")
     if count < 2 * FRAMES_PER_VIDEO or size < 32:
         raise DataError(f"--count must be at least {2 * FRAMES_PER_VIDEO} and --size at least 32.")
     photos = source_photos()
-    boxes = face_boxes(photos)
+    detector = make_face_detector(faces, device="cpu")
+    boxes = face_boxes(photos, detector)
     for split in ("train", "valid"):
         shutil.rmtree(out / split, ignore_errors=True)  # a previous demo dataset: regenerate it whole
     rng = np.random.default_rng(seed)
     videos = {"train": max(2, count // FRAMES_PER_VIDEO), "valid": max(2, count // (4 * FRAMES_PER_VIDEO))}
     counts = {split: write_split(out / split, photos, boxes, n, size, rng) for split, n in videos.items()}
-    summary = {"count": count, "size": size, "seed": seed, "photos": sorted(photos), "images": counts,
+    summary = {"count": count, "size": size, "seed": seed, "face_detector": describe_detector(detector),
+               "photos": sorted(photos), "images": counts,
                "frames_per_video": FRAMES_PER_VIDEO, "methods": sorted(METHODS)}
     (out / MARKER).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -145,9 +157,11 @@ def main(argv=None) -> int:
     parser.add_argument("--count", type=int, default=256, help="training images per class (default 256)")
     parser.add_argument("--size", type=int, default=224, help="side of the square face crops in pixels")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--faces", default="haar",
+                        help="face detector: haar (default), auto (deployment's: CenterFace when installed), ...")
     args = parser.parse_args(argv)
     try:
-        summary = generate(args.out, args.count, args.size, args.seed)
+        summary = generate(args.out, args.count, args.size, args.seed, args.faces)
     except FMCAError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -155,7 +169,8 @@ def main(argv=None) -> int:
         print(f"error: cannot write the demo dataset to {args.out}: {error.strerror or error}.", file=sys.stderr)
         return 2
     print(f"wrote {summary['images']['train']} training and {summary['images']['valid']} validation images "
-          f"({', '.join(summary['photos'])}; fakes: {', '.join(summary['methods'])}) to {args.out}")
+          f"({', '.join(summary['photos'])}; faces by {summary['face_detector']}; fakes: "
+          f"{', '.join(summary['methods'])}) to {args.out}")
     return 0
 
 

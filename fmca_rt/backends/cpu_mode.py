@@ -41,6 +41,20 @@ def face_crops() -> tuple[list[np.ndarray], list[np.ndarray]]:
     return accuracy_crops(base), calibration_crops(base)
 
 
+def model_pixels(metadata: ModelMetadata, crops: list[np.ndarray]) -> np.ndarray:
+    from ..preprocess import preprocess
+
+    return preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
+
+
+def calibration_pixels(float_onnx: Path) -> list[np.ndarray]:
+    """One 1 x 3 x S x S array per calibration crop (the float model's metadata says how to preprocess)."""
+    from .onnxruntime_cpu import read_onnx_metadata
+
+    metadata = read_onnx_metadata(float_onnx)
+    return [model_pixels(metadata, [crop]) for crop in face_crops()[1]]
+
+
 def machine_description(threads: int) -> dict:
     """What a stored profile was measured on; a profile that does not match is measured again."""
     from ..bench.machine import cpu_description, library_versions
@@ -86,7 +100,7 @@ class CpuBackend(Backend):
                 from .openvino import OpenVinoBackend
                 from .openvino_int8 import cached_openvino_int8
 
-                path = cached_openvino_int8(self.model_path, self.cache_dir, self._calibration_pixels())
+                path = cached_openvino_int8(self.model_path, self.cache_dir, calibration_pixels(self.model_path))
                 return OpenVinoBackend(path, threads=self.threads, precision="bf16" if form.endswith("bf16") else "f32")
             return make
         return lambda: OnnxRuntimeCpuFloatBackend(self.model_path, threads=self.threads)
@@ -120,7 +134,7 @@ class CpuBackend(Backend):
                     self.model_path.name, self.cache_dir)
         reference = self._maker(FLOAT_FORM)().activate()
         try:
-            pixels = self._pixels(reference.metadata, crops)
+            pixels = model_pixels(reference.metadata, crops)
             profile, active = measure({form: self._maker(form) for form in FORMS}, reference, pixels, machine,
                                       Timing())
         except BaseException:
@@ -134,19 +148,6 @@ class CpuBackend(Backend):
             if backend is not chosen:
                 backend.deactivate()
         return chosen
-
-    @staticmethod
-    def _pixels(metadata: ModelMetadata, crops: list[np.ndarray]) -> np.ndarray:
-        from ..preprocess import preprocess
-
-        return preprocess(crops, metadata.image_size, metadata.mean, metadata.std, metadata.preprocessing)
-
-    def _calibration_pixels(self) -> list[np.ndarray]:
-        """One 1 x 3 x S x S array per calibration crop (the float model's metadata says how to preprocess)."""
-        from .onnxruntime_cpu import read_onnx_metadata
-
-        metadata = read_onnx_metadata(self.model_path)
-        return [self._pixels(metadata, [crop]) for crop in face_crops()[1]]
 
     def infer_impl(self, pixels: np.ndarray) -> np.ndarray:
         return self._inner.infer_impl(pixels)

@@ -2,19 +2,20 @@
 
 - `quantize_with_nncf`: NNCF's post-training quantization with its transformer preset, calibrated on face
   crops: static INT8 for every matrix product and convolution, activation ranges fixed by calibration. What
-  an OpenVINO user gets by following NNCF's guide; the benchmark's `openvino-int8` row.
-- `quantize_for_cpu_mode`: the CPU mode's OpenVINO form. Static INT8 (NNCF, calibrated on face crops) only
-  for the ViT blocks' four matrix products, the bulk of the work; the other matrix products (FTMA, SFCM,
-  frequency projection, head) with INT8 weights and activations quantized at run time per token (groups of
+  an OpenVINO user gets by following NNCF's guide; the benchmark's `openvino-int8` rows.
+- `quantize_for_cpu_mode`: the CPU mode's OpenVINO form. Static INT8 (NNCF, calibrated on face crops) for the
+  bulk of the work: the ViT blocks' four matrix products, the token squeeze-excitation's products, the
+  frequency projection and the frequency CNN's convolutions after its first. The cross attention's and the
+  head's matrix products get INT8 weights with activations quantized at run time per token (groups of
   `embed_dim` values, OpenVINO's dynamic quantization; the group size travels in the IR's runtime options);
-  convolutions (patch embedding, frequency CNN) float.
-Why not NNCF's static INT8 everywhere: measured against PyTorch float32 on the benchmark's face crops, it
-moved P(fake) by up to 0.017 on the paper's model with random weights and 0.059 on the depth-1 reference
-checkpoint (every gate and layer scale near 1), against 0.0013 and at most 0.0076 for this form
-(benchmarks/RESULTS.md).
-While the recipe was chosen, exploratory runs on a trained tiny model (not reproduced by a command here) put
-NNCF's static INT8 at 0.14, INT8 convolution weights alone at 0.039 and static INT8 of the ViT blocks'
-products alone at 0.0001: hence the static part confined to those products and the convolutions kept float.
+  the patch embedding and the first frequency convolution stay float.
+Why not NNCF's static INT8 everywhere: measured against float32 on the benchmark's face crops (max |delta
+P(fake)|, calls of 8), it moved P(fake) by 0.017 on the paper's model with random weights and 0.059 on the
+depth-1 reference checkpoint, against 0.0015 and 0.0074 for this form (benchmarks/RESULTS.md). Parts left
+out of the static set, each measured by making it static on top of the ViT blocks' products (exploratory
+runs, recorded in benchmarks/RESULTS.md, "Choosing the static INT8 parts"): the cross attention's products
+(0.0059 on the paper's model), the head's (0.013), and the first frequency convolution, which reads the raw
+wavelet coefficients (0.28 on the trained tiny model of the tests, against 0.011 without it).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import io
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 
@@ -35,9 +36,9 @@ from .cpu_int8 import file_sha256
 from .openvino import first_line, import_openvino, read_metadata, read_model, write_metadata
 
 NNCF_HINT = "pip install 'fmca-rt[openvino]'"
-PRECISION = "int8-vit-static-rest-dynamic"  # the CPU mode's form, in its metadata (`extra.precision`)
+PRECISION = "int8-static-bulk-rest-dynamic"  # the CPU mode's form, in its metadata (`extra.precision`)
 # Part of the cache key and of the CPU mode's profile: raise it whenever quantize_for_cpu_mode changes.
-RECIPE_VERSION = 3
+RECIPE_VERSION = 4
 
 
 def import_nncf():
@@ -108,31 +109,75 @@ def quantize_with_nncf(float_onnx: str | Path, output: str | Path, calibration_p
     return save_ir_atomically(quantized, output)
 
 
-def vit_block_products(model) -> list[str]:
-    """The ViT blocks' matrix products (qkv, proj, fc1, fc2): each feeds an Add of a `vit.blocks.*` bias, a name
-    the exported graph keeps from the checkpoint."""
-    def adds_vit_bias(node) -> bool:
-        return node.get_type_name() == "Add" and any(
-            source.get_type_name() == "Constant" and source.get_friendly_name().startswith("vit.blocks.")
-            for source in (node.input(i).get_source_output().get_node() for i in range(node.get_input_size())))
+FREQUENCY_CONVOLUTIONS = "freq_branch.conv_layers."  # their weights' names, kept by the exported graph
 
+
+def _constant_inputs(node) -> list[str]:
+    return [source.get_friendly_name() for source in (node.input(i).get_source_output().get_node()
+                                                      for i in range(node.get_input_size()))
+            if source.get_type_name() == "Constant"]
+
+
+def _weight_is_constant(op) -> bool:
+    weight = op.input(1).get_source_output().get_node()
+    while weight.get_type_name() in ("Convert", "Transpose", "Reshape"):
+        weight = weight.input(0).get_source_output().get_node()
+    return weight.get_type_name() == "Constant"
+
+
+def _products_adding(prefix: str) -> Callable:
+    """Matrix products whose output is added to a bias named `prefix...` (the checkpoint's names)."""
+    def select(model) -> list[str]:
+        return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
+                and any(target.get_node().get_type_name() == "Add"
+                        and any(name.startswith(prefix) for name in _constant_inputs(target.get_node()))
+                        for target in op.output(0).get_target_inputs())]
+    return select
+
+
+def _frequency_convolutions(model) -> list[str]:
+    return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "Convolution"
+            and any(name.startswith(FREQUENCY_CONVOLUTIONS) for name in _constant_inputs(op))]
+
+
+def _other_weight_products(model) -> list[str]:
+    named = {name for part in ("vit-blocks", "token-se", "frequency-projection") for name in PARTS[part](model)}
     return [op.get_friendly_name() for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"
-            and any(adds_vit_bias(target.get_node()) for target in op.output(0).get_target_inputs())]
+            and op.get_friendly_name() not in named and _weight_is_constant(op)]
 
 
-def quantize_for_cpu_mode(float_onnx: str | Path, output: str | Path, calibration_pixels: list[np.ndarray]) -> Path:
-    """The CPU mode's OpenVINO form (module docstring), calibrated on `calibration_pixels` (1 x 3 x S x S)."""
+# The parts of FMCA-Net that can be made static INT8, each a function of the OpenVINO model giving its
+# operations' names.
+PARTS: dict[str, Callable] = {
+    "vit-blocks": _products_adding("vit.blocks."),  # qkv, proj, fc1, fc2 of every block
+    "token-se": _products_adding("token_se."),
+    "frequency-projection": _products_adding("freq_branch.projection."),
+    "frequency-convolutions": lambda model: _frequency_convolutions(model)[1:],
+    "first-frequency-convolution": lambda model: _frequency_convolutions(model)[:1],  # reads the wavelet coefficients
+    "other-products": _other_weight_products,  # cross attention, head, frequency pooling
+}
+CPU_MODE_PARTS = ("vit-blocks", "token-se", "frequency-projection", "frequency-convolutions")
+
+
+def static_int8_operations(model, parts: Sequence[str] = CPU_MODE_PARTS) -> list[str]:
+    return [name for part in parts for name in PARTS[part](model)]
+
+
+def quantize_for_cpu_mode(float_onnx: str | Path, output: str | Path, calibration_pixels: list[np.ndarray],
+                          parts: Sequence[str] = CPU_MODE_PARTS) -> Path:
+    """The CPU mode's OpenVINO form (module docstring), calibrated on `calibration_pixels` (1 x 3 x S x S);
+    `parts` (of PARTS) get static INT8, for measuring other choices (fmca_rt.bench.int8_parts)."""
     ov, nncf = import_openvino(), import_nncf()
     model = read_model(ov.Core(), float_onnx)
-    static = set(vit_block_products(model))
+    static = set(static_int8_operations(model, parts))
     others = [op.get_friendly_name() for op in model.get_ordered_ops()
-              if op.get_type_name() == "MatMul" and op.get_friendly_name() not in static]
+              if op.get_type_name() in ("MatMul", "Convolution") and op.get_friendly_name() not in static]
     try:
         with nncf_quiet(nncf):
             if static:
                 model = nncf.quantize(model, nncf.Dataset(calibration_pixels), model_type=nncf.ModelType.TRANSFORMER,
                                       subset_size=len(calibration_pixels),
-                                      ignored_scope=nncf.IgnoredScope(names=others, types=["Convolution"], validate=False))
+                                      ignored_scope=nncf.IgnoredScope(names=others, validate=False))
             model = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM,
                                           ignored_scope=nncf.IgnoredScope(types=["Convolution"], validate=False))
     except (RuntimeError, ValueError) as error:

@@ -23,7 +23,7 @@ from ..errors import FMCAError
 from ..faces import Face, FaceDetector, HaarFaceDetector, YuNetFaceDetector
 from .face_scenes import PlacedFace, face_scenes, no_face_photos
 from .machine import load_average, machine_info
-from .outputs import print_and_save
+from .outputs import measure_and_save
 
 DEFAULT_CNNS = ("centerface", "centerface:640", "retinaface", "retinaface:640")
 CENTRE_TOLERANCE = 0.4
@@ -169,22 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         print("error: --repeats must be at least 1.", file=sys.stderr)
         return 2
-    try:
-        from ..cnn_faces import CnnFaceDetector
+    return measure_and_save(lambda: run(chosen_detectors(args), args.repeats), markdown, args.json, args.markdown)
 
-        detectors = {"haar": HaarFaceDetector()}
-        if args.yunet:
-            detectors["yunet"] = YuNetFaceDetector(args.yunet)
-        for spec in args.cnn or DEFAULT_CNNS:
-            name, size, threshold = (spec.split(":") + [None, None])[:3]
-            detectors[spec] = CnnFaceDetector.from_package(name, input_size=_number(int, size, spec),
-                                                           score_threshold=_number(float, threshold, spec))
-        result = run(detectors, args.repeats)
-    except FMCAError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return print_and_save(result, markdown(result), args.json, args.markdown)
 
+def chosen_detectors(args) -> dict:
+    from ..cnn_faces import CnnFaceDetector
+
+    detectors = {"haar": HaarFaceDetector()}
+    if args.yunet:
+        detectors["yunet"] = YuNetFaceDetector(args.yunet)
+    for spec in args.cnn or DEFAULT_CNNS:
+        name, size, threshold = (spec.split(":") + [None, None])[:3]
+        detectors[spec] = CnnFaceDetector.from_package(name, input_size=_number(int, size, spec),
+                                                       score_threshold=_number(float, threshold, spec))
+    return detectors
 
 if __name__ == "__main__":
     sys.exit(main())

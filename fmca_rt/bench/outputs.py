@@ -7,8 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from collections.abc import Callable
+
 from ..atomic import write_atomically
-from ..errors import OutputError
+from ..errors import FMCAError, OutputError
 
 
 def print_and_save(result: dict, text: str, json_path: str | Path | None, markdown_path: str | Path | None,
@@ -24,3 +26,15 @@ def print_and_save(result: dict, text: str, json_path: str | Path | None, markdo
         print(f"fmca-rt: error: {error} {what} not saved.", file=sys.stderr)
         return 1
     return 0
+
+
+def measure_and_save(measure: Callable[[], dict], render: Callable[[dict], str], json_path: str | Path | None,
+                     markdown_path: str | Path | None) -> int:
+    """A benchmark command's end: run `measure`, then print and save its tables; a failure the user can act on
+    (FMCAError) is one sentence and exit status 2."""
+    try:
+        result = measure()
+    except FMCAError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return print_and_save(result, render(result), json_path, markdown_path)

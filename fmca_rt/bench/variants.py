@@ -45,6 +45,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("openvino-int8", "openvino-int8", "openvino",
             "OpenVINO, INT8 by NNCF's quantize with its transformer preset, calibrated on face crops; the rest "
             "float32", cpu_only=True),
+    Variant("openvino-int8-bf16", "openvino-int8", "openvino-bf16",
+            "the same INT8 model with the rest in bfloat16 (what OpenVINO picks by itself on CPUs with bfloat16)",
+            cpu_only=True),
     Variant("cpu", "onnx-fp32", "cpu", "the Detector's CPU mode, backend='cpu' (the form it chose on this machine)",
             cpu_only=True),
     *(Variant(f"cpu-{form}", "onnx-fp32", f"cpu:{form}", f"the CPU mode's {form} form, whether chosen or not",

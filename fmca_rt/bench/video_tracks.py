@@ -22,11 +22,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import FMCAError, OutputError
+from ..errors import OutputError
 from ..video.track_scores import ClassifyPolicy
 from .face_scenes import FRAME_SIZE, face_photos, paste_face, shipped_photo, NO_FACE_PHOTOS
 from .machine import load_average, machine_info
-from .outputs import print_and_save
+from .outputs import measure_and_save
 
 # name -> (faces argument, per-track policy)
 PIPELINES = {
@@ -133,12 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.frames < 2 or args.rounds < 1:
         parser.error("--frames must be at least 2 and --rounds at least 1.")
-    try:
-        result = run(args.model, args.backend, args.frames, args.rounds, args.threshold)
-    except FMCAError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return print_and_save(result, markdown(result), args.json, args.markdown)
+    return measure_and_save(lambda: run(args.model, args.backend, args.frames, args.rounds, args.threshold),
+                            markdown, args.json, args.markdown)
 
 
 if __name__ == "__main__":
