@@ -8,7 +8,7 @@ from fmca_rt import Detector
 from fmca_rt.backends import create_backend
 from fmca_rt.backends.base import BackendError
 from fmca_rt.backends.cpu_fusion import fuse_for_cpu
-from fmca_rt.backends.cpu_int8 import PRECISION, cached_int8_model, quantize_for_cpu
+from fmca_rt.backends.cpu_int8 import PRECISION, cached_int8_model, file_sha256, quantize_for_cpu
 from fmca_rt.backends.cpu_mode import CpuBackend
 from fmca_rt.backends.onnxruntime_cpu import OnnxRuntimeInt8Backend
 
@@ -49,11 +49,17 @@ def test_attention_and_gelu_fusions_leave_the_float_model_exact():
     np.testing.assert_allclose(session.run(None, {"pixels": pixels})[0], float_logits(tiny_onnx(), pixels), atol=1e-5)
 
 
-def test_the_int8_model_is_cached_and_reused(tmp_path):
+def test_the_int8_model_is_cached_and_reused_and_earlier_recipes_forms_are_removed(tmp_path):
+    model_key = file_sha256(tiny_onnx())[:32]
+    earlier, other_model = tmp_path / f"{model_key}.v1.int8.onnx", tmp_path / f"{'0' * 32}.v1.int8.onnx"
+    profile = tmp_path / f"{model_key}.profile.json"
+    for path in (earlier, other_model, profile):
+        path.write_text("made by an earlier fmca-rt")
     first = cached_int8_model(tiny_onnx(), tmp_path)
     stamp = first.stat().st_mtime_ns
     assert cached_int8_model(tiny_onnx(), tmp_path) == first and first.stat().st_mtime_ns == stamp
-    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary file left behind
+    # no temporary file left behind; this model's superseded form gone, another model's and the profile kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other_model.name, profile.name])
 
 
 def test_an_already_quantized_file_runs_as_is(tmp_path):

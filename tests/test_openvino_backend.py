@@ -106,13 +106,20 @@ def test_without_openvino_the_backend_names_the_install_command():
 
 
 def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
+    from fmca_rt.backends.cpu_int8 import file_sha256
     from fmca_rt.backends.openvino_int8 import PRECISION, cached_openvino_int8, static_int8_operations
 
     calibration = [pixels(1, seed) for seed in range(4)]
+    model_key = file_sha256(tiny_onnx())[:32]
+    earlier_recipe = [tmp_path / f"{model_key}.ov1.int8{suffix}" for suffix in (".xml", ".bin")]
+    other_model = tmp_path / f"{'0' * 32}.ov1.int8.xml"
+    for path in (*earlier_recipe, other_model):
+        path.write_text("made by an earlier fmca-rt")
     first = cached_openvino_int8(tiny_onnx(), tmp_path, calibration)
     stamp = first.stat().st_mtime_ns
     assert cached_openvino_int8(tiny_onnx(), tmp_path, calibration) == first and first.stat().st_mtime_ns == stamp
-    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".bin", ".xml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [first.name, first.with_suffix(".bin").name, other_model.name])  # this model's earlier form removed
     model = ov.Core().read_model(str(first))
     assert model.get_rt_info(["runtime_options", "DYNAMIC_QUANTIZATION_GROUP_SIZE"]).astype(str) == "96"  # embed_dim
     static = static_int8_operations(ov.Core().read_model(str(tiny_onnx())))

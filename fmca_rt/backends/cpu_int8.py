@@ -98,6 +98,19 @@ def _mark_precision(quantized, original) -> None:
         quantized.metadata_props.add(key=key, value=value)
 
 
+def remove_superseded(cached: Path, pattern: str) -> None:
+    """Delete the files beside `cached` that match `pattern` (the same model's forms from earlier recipes),
+    keeping `cached` and its companions (same name, other suffix): a new recipe would otherwise leave the
+    old forms, about a hundred megabytes each for the paper's model, in the cache for ever. Best effort: a
+    file that cannot be deleted stays."""
+    for old in cached.parent.glob(pattern):
+        if old.with_suffix("") != cached.with_suffix(""):
+            try:
+                old.unlink()
+            except OSError:
+                pass
+
+
 def cached_int8_model(float_onnx: str | Path, cache_dir: str | Path | None = None) -> Path:
     """The INT8 form of `float_onnx`, quantized on first use and then read from the cache (keyed by the
     float model's SHA-256, so a re-exported model is quantized again)."""
@@ -110,4 +123,5 @@ def cached_int8_model(float_onnx: str | Path, cache_dir: str | Path | None = Non
         except OSError as error:
             raise BackendError(f"Cannot write the CPU model cache {cached}: {error.strerror}; "
                                "set XDG_CACHE_HOME to a writable folder.") from None
+        remove_superseded(cached, f"{cached.name.split('.')[0]}.v*.int8.onnx")
     return cached

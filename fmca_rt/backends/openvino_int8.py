@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendError, DependencyError
-from .cpu_int8 import file_sha256
+from .cpu_int8 import file_sha256, remove_superseded
 from .openvino import first_line, import_openvino, read_metadata, read_model, write_metadata
 
 NNCF_HINT = "pip install 'fmca-rt[openvino]'"
@@ -197,4 +197,5 @@ def cached_openvino_int8(float_onnx: str | Path, cache_dir: str | Path, calibrat
     if not cached.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
         quantize_for_cpu_mode(float_onnx, cached, calibration_pixels)
+        remove_superseded(cached, f"{cached.name.split('.')[0]}.ov*.int8.*")
     return cached
