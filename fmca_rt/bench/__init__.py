@@ -10,6 +10,9 @@
     command.py    the command-line entry
     face_scenes.py, faces.py   face detectors compared on composite frames (`python -m fmca_rt.bench.faces`)
     video_tracks.py            per-track inference on a three-face video (`python -m fmca_rt.bench.video_tracks`)
+    int8_parts.py              static INT8 part by part: the CPU mode's OpenVINO recipe
+                               (`python -m fmca_rt.bench.int8_parts`)
+    outputs.py                 a command's tables printed, then saved; its errors as one sentence
 """
 
 from .runner import SCHEMA, Settings, run_benchmark

@@ -90,7 +90,8 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|"]
     for row in result["rows"]:
         within = "yes" if row["max_abs_fake_prob_diff"] <= result["bound"] else "no"
-        lines.append(f"| {row['form']} | {row['max_abs_fake_prob_diff']:.4f} | {within} | {row['latency_min_ms']:.1f} |")
+        lines.append(f"| {row['form']} | {row['max_abs_fake_prob_diff']:.4f} | {within} "
+                     f"| {row['latency_min_ms']:.1f} |")
     return "\n".join(lines)
 
 
