@@ -11,11 +11,12 @@
   the patch embedding and the first frequency convolution stay float.
 Why not NNCF's static INT8 everywhere: measured against float32 on the benchmark's face crops (max |delta
 P(fake)|, calls of 8), it moved P(fake) by 0.017 on the paper's model with random weights and 0.059 on the
-depth-1 reference checkpoint, against 0.0015 and 0.0074 for this form (benchmarks/RESULTS.md). Parts left
-out of the static set, each measured by making it static on top of the ViT blocks' products (exploratory
-runs, recorded in benchmarks/RESULTS.md, "Choosing the static INT8 parts"): the cross attention's products
-(0.0059 on the paper's model), the head's (0.013), and the first frequency convolution, which reads the raw
-wavelet coefficients (0.28 on the trained tiny model of the tests, against 0.011 without it).
+depth-1 reference checkpoint, against 0.0015 and 0.0074 for this form (benchmarks/RESULTS.md). The parts
+left out, each measured by making it static on top of the ViT blocks' products (`python -m
+fmca_rt.bench.int8_parts`; RESULTS.md, "Choosing the static INT8 parts"): the other matrix products (cross
+attention, head, frequency pooling: 0.017 on the paper's model, 0.066 on the reference checkpoint, 0.18 on a
+trained tiny model) and the first frequency convolution, which reads the raw wavelet coefficients (0.28 on
+the trained tiny model, against 0.011 for the ViT blocks alone).
 """
 
 from __future__ import annotations
