@@ -115,9 +115,13 @@ def test_the_cpu_mode_s_openvino_form_is_made_once_and_marked(tmp_path):
     other_model = tmp_path / f"{'0' * 32}.ov1.int8.xml"
     for path in (*earlier_recipe, other_model):
         path.write_text("made by an earlier fmca-rt")
-    first = cached_openvino_int8(tiny_onnx(), tmp_path, calibration)
+    first = cached_openvino_int8(tiny_onnx(), tmp_path, lambda: calibration)
     stamp = first.stat().st_mtime_ns
-    assert cached_openvino_int8(tiny_onnx(), tmp_path, calibration) == first and first.stat().st_mtime_ns == stamp
+
+    def no_calibration():
+        raise AssertionError("calibration crops prepared although the form is cached")
+
+    assert cached_openvino_int8(tiny_onnx(), tmp_path, no_calibration) == first and first.stat().st_mtime_ns == stamp
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         [first.name, first.with_suffix(".bin").name, other_model.name])  # this model's earlier form removed
     model = ov.Core().read_model(str(first))

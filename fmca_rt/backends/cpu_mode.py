@@ -2,10 +2,10 @@
 
 It runs one of the model's INT8 forms:
 - `onnxruntime-int8`: ONNX Runtime on the dynamically quantized model (cpu_int8.py), always available;
-- `openvino-int8`, `openvino-int8-bf16`: OpenVINO on its INT8 form (openvino_int8.py: the ViT blocks' products
-  static INT8, calibrated on face crops, the other products dynamic INT8) with the remaining float operations
-  (attention products, convolutions, normalization) in float32 or, on CPUs with bfloat16 arithmetic, in
-  bfloat16 (with `pip install 'fmca-rt[openvino]'`).
+- `openvino-int8`, `openvino-int8-bf16`: OpenVINO on its INT8 form (openvino_int8.py: the bulk of the matrix
+  products and the frequency convolutions static INT8, calibrated on face crops, the other products dynamic
+  INT8) with the remaining float operations (attention products, the first convolutions, normalization) in
+  float32 or, on CPUs with bfloat16 arithmetic, in bfloat16 (with `pip install 'fmca-rt[openvino]'`).
 With `form="auto"` (the default) the choice is measured once per model and machine (cpu_profile.py: the
 fastest form whose max |delta P(fake)| against float32 stays within 0.01 on real face crops, float32 when
 none does), stored in the cache folder and stated by `describe()`. A file that is already quantized (metadata
@@ -100,7 +100,8 @@ class CpuBackend(Backend):
                 from .openvino import OpenVinoBackend
                 from .openvino_int8 import cached_openvino_int8
 
-                path = cached_openvino_int8(self.model_path, self.cache_dir, calibration_pixels(self.model_path))
+                path = cached_openvino_int8(self.model_path, self.cache_dir,
+                                            lambda: calibration_pixels(self.model_path))
                 return OpenVinoBackend(path, threads=self.threads, precision="bf16" if form.endswith("bf16") else "f32")
             return make
         return lambda: OnnxRuntimeCpuFloatBackend(self.model_path, threads=self.threads)

@@ -46,7 +46,8 @@ def import_nncf():
     try:
         import nncf
     except ImportError:
-        raise DependencyError(f"Quantizing for OpenVINO needs NNCF, but 'nncf' is not installed: {NNCF_HINT}.") from None
+        raise DependencyError(f"Quantizing for OpenVINO needs NNCF, but 'nncf' is not installed: "
+                              f"{NNCF_HINT}.") from None
     return nncf
 
 
@@ -190,13 +191,15 @@ def quantize_for_cpu_mode(float_onnx: str | Path, output: str | Path, calibratio
     return save_ir_atomically(model, output)
 
 
-def cached_openvino_int8(float_onnx: str | Path, cache_dir: str | Path, calibration_pixels: list[np.ndarray]) -> Path:
+def cached_openvino_int8(float_onnx: str | Path, cache_dir: str | Path,
+                         calibration_pixels: Callable[[], list[np.ndarray]]) -> Path:
     """The CPU mode's OpenVINO form of `float_onnx`, made on first use and then read from `cache_dir` (keyed
-    by the float model's SHA-256 and RECIPE_VERSION; the calibration crops are fixed by the recipe)."""
+    by the float model's SHA-256 and RECIPE_VERSION; the calibration crops are fixed by the recipe).
+    `calibration_pixels` is called only when the form must be made: preparing them costs about a second."""
     float_onnx, cache_dir = Path(float_onnx), Path(cache_dir)
     cached = cache_dir / f"{file_sha256(float_onnx)[:32]}.ov{RECIPE_VERSION}.int8.xml"
     if not cached.is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        quantize_for_cpu_mode(float_onnx, cached, calibration_pixels)
+        quantize_for_cpu_mode(float_onnx, cached, calibration_pixels())
         remove_superseded(cached, f"{cached.name.split('.')[0]}.ov*.int8.*")
     return cached

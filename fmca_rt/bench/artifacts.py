@@ -1,7 +1,8 @@
 """The files a benchmark runs: a checkpoint (or random weights of a preset), its ONNX export and INT8 forms.
 
 Everything is made from one checkpoint by the project's own tools (export.onnx, export.quantize,
-fmca_rt.backends.openvino_int8), in a work folder; with `--work-dir` a later run reuses files whose metadata names the same checkpoint (SHA-256).
+fmca_rt.backends.openvino_int8), in a work folder; with `--work-dir` a later run reuses files whose metadata
+names the same checkpoint (SHA-256).
 """
 
 from __future__ import annotations
@@ -99,13 +100,12 @@ class Artifacts:
             return False
 
     def _quantize_openvino(self, output: Path) -> Path:
+        from ..backends.cpu_mode import model_pixels
         from ..backends.openvino_int8 import quantize_with_nncf
-        from ..preprocess import preprocess
 
         float_onnx = self.path("onnx-fp32")
-        meta = _metadata(float_onnx)
-        pixels = [preprocess([crop], meta.image_size, meta.mean, meta.std, meta.preprocessing)
-                  for crop in self.calibration_crops]
+        metadata = _metadata(float_onnx)
+        pixels = [model_pixels(metadata, [crop]) for crop in self.calibration_crops]
         return quantize_with_nncf(float_onnx, output, pixels)
 
     def _export(self, output: Path) -> Path:

@@ -185,5 +185,3 @@ def _side_by_side(args: argparse.Namespace, settings, work_dir: Path, crops: lis
     result = run_side_by_side(Path(args.model), fmca_onnx, f"FMCA-Net {args.compare}", crops, settings,
                               args.backends, work_dir / "cpu-cache")
     return print_and_save(result, markdown_table(result), args.json, args.markdown, "The table above was")
-
-

@@ -184,5 +184,6 @@ def chosen_detectors(args) -> dict:
                                                        score_threshold=_number(float, threshold, spec))
     return detectors
 
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 from ..atomic import write_atomically
 from ..errors import FMCAError, OutputError
